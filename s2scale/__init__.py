@@ -1,0 +1,33 @@
+"""s2scale: country-wide 5 m Sentinel-2 mosaics with super-resolution networks on Dask.
+
+The public API is imported lazily so that ``import s2scale`` (and the command line) stays fast and
+does not pull in torch until a model is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "search": "s2scale.catalog",
+    "search_scenes": "s2scale.catalog",
+    "Scene": "s2scale.catalog",
+    "load_cube": "s2scale.cube",
+    "composite": "s2scale.cube",
+    "write_cube": "s2scale.cube",
+    "read_cube": "s2scale.cube",
+    "resolve_aoi": "s2scale.grid",
+}
+
+__all__ = ["__version__", *sorted(_PUBLIC)]
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first use."""
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 's2scale' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
