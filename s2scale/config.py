@@ -1,0 +1,112 @@
+"""Typed, frozen run configuration; one YAML section per stage.
+
+Example ``run.yaml``::
+
+    catalog:
+      stac: https://earth-search.aws.element84.com/v1
+      aoi: austria
+      datetime: 2024-06-01/2024-08-31
+      max_cloud_cover: 60
+    cube:
+      chunk_px: 1024
+
+Unknown sections or keys are rejected by name. Credentials never go here: they come from the
+environment (e.g. ``AWS_*``), read by the libraries that need them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from s2scale.errors import ConfigError
+
+__all__ = ["CatalogConfig", "CubeConfig", "RunConfig"]
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """Where and what to search."""
+
+    stac: str = ""
+    """STAC API URL or local catalog path."""
+    aoi: str = "austria"
+    """``austria``, a GeoJSON path, WKT or ``minx,miny,maxx,maxy`` in degrees."""
+    datetime: str = "2024-06-01/2024-08-31"
+    """``START/END`` interval."""
+    max_cloud_cover: float | None = None
+    """Keep scenes with at most this ``eo:cloud_cover`` (percent)."""
+    collection: str = "sentinel-2-l2a"
+    """STAC collection id."""
+    skip_errors: bool = False
+    """Skip (and count) malformed items and unreadable assets instead of failing."""
+
+    def __post_init__(self) -> None:
+        if self.max_cloud_cover is not None and not 0 <= self.max_cloud_cover <= 100:
+            raise ConfigError(
+                f"catalog.max_cloud_cover={self.max_cloud_cover} must be a percentage in 0..100"
+            )
+
+
+@dataclass(frozen=True)
+class CubeConfig:
+    """How scenes become cubes and composites."""
+
+    chunk_px: int = 1024
+    """Spatial chunk edge of the 10 m cubes, in pixels."""
+    mask_snow: bool = False
+    """Also mask SCL class 11 (snow/ice)."""
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.chunk_px <= 16384:
+            raise ConfigError(f"cube.chunk_px={self.chunk_px} must be within 16..16384")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """All stage configs of one run."""
+
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    """STAC search."""
+    cube: CubeConfig = field(default_factory=CubeConfig)
+    """Cube loading and compositing."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Build from nested dicts, rejecting unknown sections and keys by name."""
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(sections))
+        if unknown:
+            raise ConfigError(f"unknown config sections {unknown}; known: {sorted(sections)}")
+        kwargs = {}
+        for name, value in data.items():
+            sub_cls = _SECTION_TYPES[name]
+            keys = {f.name for f in dataclasses.fields(sub_cls)}
+            bad = sorted(set(value or {}) - keys)
+            if bad:
+                raise ConfigError(f"unknown keys {bad} in section {name!r}; known: {sorted(keys)}")
+            kwargs[name] = sub_cls(**(value or {}))
+        return cls(**kwargs)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RunConfig:
+        """Read a YAML run configuration."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read config {str(path)!r}: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {str(path)!r} must be a mapping of sections")
+        return cls.from_dict(data)
+
+    def replace(self, section: str, **changes: Any) -> RunConfig:
+        """A copy with some keys of one section changed (``None`` values are ignored)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+
+
+_SECTION_TYPES: dict[str, type] = {"catalog": CatalogConfig, "cube": CubeConfig}
