@@ -17,6 +17,7 @@ _PUBLIC = {
     "Scene": "s2scale.catalog",
     "load_cube": "s2scale.cube",
     "composite": "s2scale.cube",
+    "mask_clouds": "s2scale.cube",
     "write_cube": "s2scale.cube",
     "read_cube": "s2scale.cube",
     "resolve_aoi": "s2scale.grid",

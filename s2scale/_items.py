@@ -194,9 +194,15 @@ def _normalize_asset(
     if base_dir is not None and not urlparse(href).scheme and not Path(href).is_absolute():
         href = str((base_dir / href).resolve())
     out["href"] = href
-    epsg = _epsg(props, item_id, asset) if ("proj:code" in asset or "proj:epsg" in asset) else item_epsg
+    epsg = (
+        _epsg(props, item_id, asset)
+        if ("proj:code" in asset or "proj:epsg" in asset)
+        else item_epsg
+    )
     if epsg != item_epsg:
-        raise MalformedItemError(f"item {item_id!r}: asset {band!r} is in EPSG:{epsg}, item in {item_epsg}")
+        raise MalformedItemError(
+            f"item {item_id!r}: asset {band!r} is in EPSG:{epsg}, item in {item_epsg}"
+        )
     transform = asset.get("proj:transform", props.get("proj:transform"))
     shape = asset.get("proj:shape", props.get("proj:shape"))
     if transform is None or shape is None or len(transform) not in (6, 9) or len(shape) != 2:

@@ -186,8 +186,17 @@ def search(
     source = str(stac)
     if source.startswith(("http://", "https://")):
         items = _search_api(
-            source, geom, start, end, max_cloud_cover, collection, modifier,
-            page_size, max_items, timeout_s, max_retries,
+            source,
+            geom,
+            start,
+            end,
+            max_cloud_cover,
+            collection,
+            modifier,
+            page_size,
+            max_items,
+            timeout_s,
+            max_retries,
         )
         base = None
     else:
@@ -275,7 +284,9 @@ def _search_api(
                 f"collection {collection!r} is not offered by {url}; available: "
                 f"{', '.join(sorted(known))}"
             )
-        query = {"eo:cloud_cover": {"lte": max_cloud_cover}} if max_cloud_cover is not None else None
+        query = (
+            {"eo:cloud_cover": {"lte": max_cloud_cover}} if max_cloud_cover is not None else None
+        )
         found = client.search(
             collections=[collection],
             intersects=shapely.geometry.mapping(geom),

@@ -106,7 +106,9 @@ class RunConfig:
     def replace(self, section: str, **changes: Any) -> RunConfig:
         """A copy with some keys of one section changed (``None`` values are ignored)."""
         changes = {k: v for k, v in changes.items() if v is not None}
-        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+        return dataclasses.replace(
+            self, **{section: dataclasses.replace(getattr(self, section), **changes)}
+        )
 
 
 _SECTION_TYPES: dict[str, type] = {"catalog": CatalogConfig, "cube": CubeConfig}

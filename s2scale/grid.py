@@ -21,7 +21,7 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import TypeAlias
@@ -173,7 +173,7 @@ def _geojson_to_geometry(data: dict, name: str) -> BaseGeometry:
     return shapely.union_all(geoms)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _builtin_aoi(name: str) -> BaseGeometry:
     """The built-in AOI geometries shipped in ``s2scale/data``."""
     text = resources.files("s2scale").joinpath("data", f"{name}.geojson").read_text()
@@ -189,7 +189,7 @@ def utm_zone_of(lon: float) -> int:
     >>> utm_zone_of(11.99), utm_zone_of(12.0)
     (32, 33)
     """
-    return int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
+    return math.floor((lon + 180.0) / 6.0) % 60 + 1
 
 
 def utm_epsg(zone: int, *, north: bool = True) -> int:
@@ -402,7 +402,9 @@ class TargetGrid:
     @property
     def transform(self) -> Affine:
         """Affine transform of the upper-left corner."""
-        return Affine(self.resolution_m, 0.0, self.bounds[0], 0.0, -self.resolution_m, self.bounds[3])
+        return Affine(
+            self.resolution_m, 0.0, self.bounds[0], 0.0, -self.resolution_m, self.bounds[3]
+        )
 
     def coords(self) -> tuple[np.ndarray, np.ndarray]:
         """Pixel-centre coordinates ``(y, x)`` as float64 arrays (y descending)."""

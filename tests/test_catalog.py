@@ -21,7 +21,14 @@ def _load(shared_data, name):
     [
         ("earthsearch_v1_sentinel-2-l2a_search_page.json", 4, 32724, "05.11", 1000, "24MVV"),
         ("planetarycomputer_sentinel-2-l2a_4items.json", 4, 32647, "05.10", 1000, "47XML"),
-        ("planetarycomputer_S2B_MSIL2A_20190629T212529_R043_T06VVN.json", 1, 32606, "02.12", 0, "06VVN"),
+        (
+            "planetarycomputer_S2B_MSIL2A_20190629T212529_R043_T06VVN.json",
+            1,
+            32606,
+            "02.12",
+            0,
+            "06VVN",
+        ),
         ("earthsearch_v0_S2A_28QCH_20200714_0_L2A.json", 1, 32628, "02.14", 0, "28QCH"),
     ],
 )
@@ -30,7 +37,11 @@ def test_real_items_normalise(shared_data, name, n, epsg, baseline, offset, tile
     assert len(items) == n
     scene = normalize_item(items[0])
     assert (scene.epsg, scene.processing_baseline, scene.boa_offset, scene.mgrs_tile) == (
-        epsg, baseline, offset, tile)
+        epsg,
+        baseline,
+        offset,
+        tile,
+    )
     assert set(scene.hrefs) == {"blue", "green", "red", "nir", "scl"}
     blue = scene.item["assets"]["blue"]
     assert blue["proj:epsg"] == epsg and blue["proj:shape"] == [10980, 10980]
@@ -55,7 +66,7 @@ def test_proj_code_only_items_get_epsg(shared_data):
 def test_offset_contradiction_is_malformed(shared_data):
     item = _load(shared_data, "earthsearch_v1_sentinel-2-l2a_search_page.json")[0]
     item["properties"]["s2:processing_baseline"] = "03.01"
-    with pytest.raises(MalformedItemError, match="baseline 03.01 implies 0"):
+    with pytest.raises(MalformedItemError, match=r"baseline 03\.01 implies 0"):
         normalize_item(item)
 
 
@@ -79,8 +90,12 @@ def test_local_search_filters(local_catalog):
     everything = catalog.search("-40.5,-6,-38,-4", "2025-07-01/2025-08-01", stac=path)
     assert len(everything) == 4
     assert [s.datetime for s in everything] == sorted(s.datetime for s in everything)
-    clear = catalog.search("-40.5,-6,-38,-4", "2025-07-01/2025-08-01", stac=path, max_cloud_cover=30)
-    assert {s.id for s in clear} == {i["id"] for i in items if i["properties"]["eo:cloud_cover"] <= 30}
+    clear = catalog.search(
+        "-40.5,-6,-38,-4", "2025-07-01/2025-08-01", stac=path, max_cloud_cover=30
+    )
+    assert {s.id for s in clear} == {
+        i["id"] for i in items if i["properties"]["eo:cloud_cover"] <= 30
+    }
     # A small box touching only the westernmost tile.
     west = catalog.search("-39.89,-4.72,-39.88,-4.70", "2025-07-31", stac=path)
     assert [s.mgrs_tile for s in west] == ["24MVV"]
@@ -90,7 +105,7 @@ def test_local_search_no_scenes_names_aoi_and_dates(local_catalog):
     path, _ = local_catalog
     with pytest.raises(NoScenesFoundError, match=r"2024-01-01/2024-02-01.*widen the dates"):
         catalog.search("-40.5,-6,-38,-4", "2024-01-01/2024-02-01", stac=path)
-    with pytest.raises(NoScenesFoundError, match="11.9"):
+    with pytest.raises(NoScenesFoundError, match=r"11\.9"):
         catalog.search("11.9,47.4,12.1,47.6", "2025-07-01/2025-08-01", stac=path)
 
 

@@ -32,7 +32,11 @@ def test_aoi_forms_agree(aoi):
 
 def test_aoi_geojson_file(tmp_path):
     path = tmp_path / "aoi.geojson"
-    feat = {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(box(1, 2, 3, 4))}
+    feat = {
+        "type": "Feature",
+        "properties": {},
+        "geometry": shapely.geometry.mapping(box(1, 2, 3, 4)),
+    }
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [feat]}))
     assert grid.resolve_aoi(str(path)).bounds == (1, 2, 3, 4)
     assert grid.resolve_aoi(path).bounds == (1, 2, 3, 4)
@@ -80,7 +84,9 @@ def test_mgrs_tile_rejects_garbage():
 
 
 def test_real_item_footprints_lie_in_their_tiles(shared_data):
-    items = json.loads((shared_data / "stac/earthsearch_v1_sentinel-2-l2a_search_page.json").read_text())
+    items = json.loads(
+        (shared_data / "stac/earthsearch_v1_sentinel-2-l2a_search_page.json").read_text()
+    )
     for it in items["features"]:
         tile = grid.mgrs_tile(it["properties"]["grid:code"].split("-")[1])
         data = shapely.geometry.shape(it["geometry"])

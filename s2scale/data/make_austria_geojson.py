@@ -42,7 +42,9 @@ def main() -> None:
         "properties": {
             "name": "Austria",
             "iso_a3": "AUT",
-            "source": "Natural Earth 1:10m Admin 0 - Countries (public domain), simplified 0.001 deg",
+            "source": (
+                "Natural Earth 1:10m Admin 0 - Countries (public domain), simplified 0.001 deg"
+            ),
         },
         "geometry": mapping(geom),
     }
