@@ -1,0 +1,93 @@
+"""Shared pytest fixtures.
+
+Environment variables read here:
+
+- ``S2SCALE_TEST_DEVICE``: torch device for model tests (default ``"cpu"``).
+- ``S2SCALE_STAC_PYTHON``: python of the STAC API server venv (``bash .ci/setup-services.sh``).
+- ``CI``: when ``"true"``, a missing test service fails the test instead of skipping it, so CI
+  never passes by silently skipping the real-service tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from s2scale.testing.stac_api import (
+    RangeFileServer,
+    range_server_available,
+    resolve_server_python,
+    stac_api_available,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def _skip_or_fail(reason: str) -> None:
+    """Skip locally; fail under CI=true so a missing service cannot hide tests."""
+    if _in_ci():
+        pytest.fail(f"CI=true but a test service is unavailable: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def stac_server_python() -> str:
+    """Python of the venv that runs stac-fastapi-pgstac; pass it to ``StacApiServer``."""
+    ok, reason = stac_api_available()
+    if not ok:
+        _skip_or_fail(reason)
+    return resolve_server_python()
+
+
+@pytest.fixture(scope="session")
+def range_server_factory() -> Iterator[Callable[[Path], RangeFileServer]]:
+    """Serve a folder with nginx (range requests); one server per folder, stopped at session end.
+
+    Servers are shared: call ``server.clear_requests()`` before asserting on ``requests()``.
+    """
+    ok, reason = range_server_available()
+    if not ok:
+        _skip_or_fail(reason)
+    servers: dict[Path, RangeFileServer] = {}
+
+    def start(root_dir: Path) -> RangeFileServer:
+        key = Path(root_dir).resolve()
+        if key not in servers:
+            servers[key] = RangeFileServer(key).start()
+        return servers[key]
+
+    yield start
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    """Torch device from ``S2SCALE_TEST_DEVICE`` (default ``cpu``)."""
+    import torch
+
+    name = os.environ.get("S2SCALE_TEST_DEVICE", "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        pytest.fail(f"S2SCALE_TEST_DEVICE={name!r} but CUDA is not available", pytrace=False)
+    return dev
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real reference data in ``../shared/data`` beside the repository."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real reference data not found at {SHARED_DATA} (../shared/data)")
+    return SHARED_DATA
