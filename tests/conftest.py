@@ -91,3 +91,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real reference data not found at {SHARED_DATA} (../shared/data)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory: pytest.TempPathFactory):
+    """The built-in simulated sample, written once per session (read-only for tests)."""
+    from s2scale.testing import write_sample
+
+    return write_sample(tmp_path_factory.mktemp("sample"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def national_sample(tmp_path_factory: pytest.TempPathFactory):
+    """The metadata-only national catalog (no pixels)."""
+    from s2scale.testing import write_sample
+
+    return write_sample(tmp_path_factory.mktemp("national"), national=True)

@@ -1,0 +1,240 @@
+"""The ``s2scale`` command line: parse options, build a config, call one pipeline function.
+
+An :class:`~s2scale.errors.S2ScaleError` prints its message and exits with code 2, without a
+traceback; any other exception keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from s2scale import __version__
+from s2scale.errors import S2ScaleError
+
+log = logging.getLogger("s2scale")
+
+
+def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn S2ScaleError into a clean message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except S2ScaleError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _config(config: Path | None, **catalog: Any) -> Any:
+    """RunConfig from an optional YAML file, overridden by command-line options."""
+    from s2scale.config import RunConfig
+
+    cfg = RunConfig.from_yaml(config) if config else RunConfig()
+    chunk_px = catalog.pop("chunk_px", None)
+    cfg = cfg.replace("catalog", **catalog)
+    return cfg.replace("cube", chunk_px=chunk_px)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+_common_search = [
+    click.option(
+        "--stac",
+        help="STAC API URL or local catalog file (ItemCollection JSON, "
+        "stac-geoparquet, static catalog).",
+        required=False,
+    ),
+    click.option(
+        "--aoi",
+        help="Area of interest: 'austria', a GeoJSON path, WKT or "
+        "'minx,miny,maxx,maxy' in degrees.",
+        default=None,
+    ),
+    click.option(
+        "--datetime",
+        "datetime_",
+        help="Period 'START/END' (ISO dates; '..' for open).",
+        default=None,
+    ),
+    click.option(
+        "--max-cloud",
+        type=click.FloatRange(0, 100),
+        default=None,
+        help="Keep scenes with eo:cloud_cover at most this percentage.",
+    ),
+    click.option("--collection", default=None, help="STAC collection id [sentinel-2-l2a]."),
+    click.option(
+        "--skip-errors",
+        is_flag=True,
+        default=None,
+        help="Skip and count malformed items and unreadable assets instead of failing.",
+    ),
+    click.option(
+        "--config",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="YAML run configuration; options given here override it.",
+    ),
+]
+
+
+def _search_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_common_search):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="s2scale")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """s2scale: Sentinel-2 10 m -> 5 m super-resolution mosaics on Dask."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Directory to write the sample into (created).",
+)
+@click.option(
+    "--national",
+    is_flag=True,
+    help="Write the metadata-only catalog covering all of Austria (no pixels).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Simulator seed.")
+@_handle_errors
+def sample(out: Path, national: bool, seed: int) -> None:
+    """Write the built-in simulated sample: COGs, orthophoto, 5 m truth and OUT/catalog.json."""
+    from s2scale.pipeline import run_sample
+
+    report = run_sample(out, national=national, seed=seed)
+    _echo_json(report)
+
+
+@main.command()
+@_search_options
+@click.option("--json", "as_json", is_flag=True, help="Print the normalised scenes as JSON.")
+@_handle_errors
+def search(
+    stac: str | None,
+    aoi: str | None,
+    datetime_: str | None,
+    max_cloud: float | None,
+    collection: str | None,
+    skip_errors: bool | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Search Sentinel-2 L2A scenes and print them (id, date, tile, CRS, clouds, offset, hrefs)."""
+    from s2scale.pipeline import run_search
+
+    cfg = _config(
+        config,
+        stac=stac,
+        aoi=aoi,
+        datetime=datetime_,
+        max_cloud_cover=max_cloud,
+        collection=collection,
+        skip_errors=skip_errors,
+    )
+    result = run_search(cfg)
+    if as_json:
+        _echo_json(
+            {"scenes": [s.to_json() for s in result], "skipped": [list(s) for s in result.skipped]}
+        )
+        return
+    for s in result:
+        cc = "?" if s.cloud_cover is None else f"{s.cloud_cover:5.1f}%"
+        click.echo(
+            f"{s.datetime:%Y-%m-%d %H:%M}  {s.mgrs_tile}  EPSG:{s.epsg}  clouds {cc}  "
+            f"offset {s.boa_offset:4d}  {s.id}"
+        )
+    click.echo(f"{len(result)} scenes, {len(result.skipped)} skipped", err=True)
+
+
+@main.command()
+@_search_options
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output Zarr store (one group per UTM zone).",
+)
+@click.option(
+    "--chunk-px", type=int, default=None, help="Spatial chunk edge in 10 m pixels [1024]."
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan (scenes, tiles, zones, chunks, bytes) without reading pixels.",
+)
+@_handle_errors
+def cube(
+    stac: str | None,
+    aoi: str | None,
+    datetime_: str | None,
+    max_cloud: float | None,
+    collection: str | None,
+    skip_errors: bool | None,
+    config: Path | None,
+    out: Path,
+    chunk_px: int | None,
+    overwrite: bool,
+    dry_run: bool,
+) -> None:
+    """Build cloud-masked median composites per UTM zone and store them as Zarr."""
+    from s2scale.pipeline import run_cube
+
+    cfg = _config(
+        config,
+        stac=stac,
+        aoi=aoi,
+        datetime=datetime_,
+        max_cloud_cover=max_cloud,
+        collection=collection,
+        skip_errors=skip_errors,
+        chunk_px=chunk_px,
+    )
+    report = run_cube(cfg, out, dry_run=dry_run, overwrite=overwrite)
+    _echo_json(report)
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Directory for the sample and all outputs.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier run in OUT.")
+@_handle_errors
+def demo(out: Path, overwrite: bool) -> None:
+    """Run the main job on the built-in sample (no internet, no cluster needed)."""
+    from s2scale.pipeline import run_demo
+
+    report = run_demo(out, overwrite=overwrite)
+    _echo_json(report)
+    click.echo(f"done: outputs in {out.resolve()}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
