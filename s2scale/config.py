@@ -23,7 +23,9 @@ from typing import Any
 
 from s2scale.errors import ConfigError
 
-__all__ = ["CatalogConfig", "CubeConfig", "RunConfig"]
+__all__ = ["CLUSTER_KINDS", "CatalogConfig", "ClusterConfig", "CubeConfig", "RunConfig"]
+
+CLUSTER_KINDS = ("auto", "local", "local-gpu", "address", "kubernetes")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,43 @@ class CubeConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Which Dask cluster to run on."""
+
+    kind: str = "auto"
+    """``auto``, ``local``, ``local-gpu``, ``kubernetes``, or a scheduler address."""
+    n_workers: int | None = None
+    """Workers of a local cluster (default: 1 per GPU, or half the cores for ``local``)."""
+    threads_per_worker: int = 2
+    """Threads per worker: one runs the model, the others read and write."""
+    memory_limit: str = "auto"
+    """Memory limit per worker (``"auto"`` splits the machine's memory)."""
+    connect_timeout_s: float = 20.0
+    """How long to wait for a remote scheduler (``address``)."""
+    dashboard_address: str | None = ":0"
+    """Dashboard address of local clusters (``None`` disables it)."""
+    k8s_name: str = "s2scale"
+    """Name of the DaskCluster resource (``kubernetes``)."""
+    k8s_namespace: str | None = None
+    """Kubernetes namespace (default: the current one)."""
+    k8s_image: str = "ghcr.io/s2scale/s2scale:latest"
+    """Container image of scheduler and workers (``kubernetes``)."""
+    k8s_gpus_per_worker: int = 1
+    """``nvidia.com/gpu`` limit per worker pod (``kubernetes``)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in CLUSTER_KINDS and "://" not in self.kind:
+            raise ConfigError(
+                f"cluster kind {self.kind!r} is unknown; choose one of "
+                f"{', '.join(CLUSTER_KINDS)} or a scheduler address such as tcp://scheduler:8786"
+            )
+        if self.n_workers is not None and self.n_workers < 1:
+            raise ConfigError(f"n_workers={self.n_workers} must be at least 1")
+        if self.threads_per_worker < 1:
+            raise ConfigError(f"threads_per_worker={self.threads_per_worker} must be at least 1")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """All stage configs of one run."""
 
@@ -72,6 +111,8 @@ class RunConfig:
     """STAC search."""
     cube: CubeConfig = field(default_factory=CubeConfig)
     """Cube loading and compositing."""
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    """The Dask cluster."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -111,4 +152,8 @@ class RunConfig:
         )
 
 
-_SECTION_TYPES: dict[str, type] = {"catalog": CatalogConfig, "cube": CubeConfig}
+_SECTION_TYPES: dict[str, type] = {
+    "catalog": CatalogConfig,
+    "cube": CubeConfig,
+    "cluster": ClusterConfig,
+}
