@@ -18,7 +18,8 @@ Kinds
     A Dask cluster from the dask-kubernetes operator (``KubeCluster``). Needs
     ``pip install 's2scale[deploy]'`` and a cluster with the operator installed; see ``deploy/``.
 ``auto``
-    ``local-gpu`` when CUDA GPUs are visible, else ``local``.
+    The scheduler in ``DASK_SCHEDULER_ADDRESS`` when set (the Dask operator sets it in a
+    DaskJob's job pod), else ``local-gpu`` when CUDA GPUs are visible, else ``local``.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ def cuda_device_count() -> int:
 
 
 def resolve_kind(cfg: ClusterConfig) -> str:
-    """The concrete kind: ``auto`` becomes ``local-gpu`` or ``local``; URLs become ``address``."""
+    """The concrete kind: ``auto`` becomes ``address``, ``local-gpu`` or ``local``."""
     if "://" in cfg.kind:
+        return "address"
+    if cfg.kind == "auto" and os.environ.get("DASK_SCHEDULER_ADDRESS"):
         return "address"
     if cfg.kind == "auto":
         return "local-gpu" if cuda_device_count() > 0 else "local"
@@ -87,11 +90,12 @@ def make_client(cfg: ClusterConfig | None = None) -> Client:
     elif kind == "local-gpu":
         client = _local_gpu_client(cfg)
     elif kind == "address":
+        address = cfg.kind if "://" in cfg.kind else os.environ["DASK_SCHEDULER_ADDRESS"]
         try:
-            client = Client(cfg.kind, timeout=f"{cfg.connect_timeout_s}s")
+            client = Client(address, timeout=f"{cfg.connect_timeout_s}s")
         except OSError as err:
             raise S2ScaleError(
-                f"cannot reach the Dask scheduler at {cfg.kind}: {err}; check the address and "
+                f"cannot reach the Dask scheduler at {address}: {err}; check the address and "
                 "that the scheduler is running"
             ) from err
     else:

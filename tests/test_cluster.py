@@ -16,11 +16,14 @@ def test_local_cluster_has_processes_and_gpu_slots():
 
 
 def test_auto_picks_local_without_gpu(monkeypatch):
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
     monkeypatch.setattr("s2scale.cluster.cuda_device_count", lambda: 0)
     assert resolve_kind(ClusterConfig()) == "local"
     monkeypatch.setattr("s2scale.cluster.cuda_device_count", lambda: 2)
     assert resolve_kind(ClusterConfig()) == "local-gpu"
     assert resolve_kind(ClusterConfig(kind="tcp://10.0.0.1:8786")) == "address"
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://scheduler:8786")  # as in a DaskJob pod
+    assert resolve_kind(ClusterConfig()) == "address"
 
 
 def test_local_gpu_without_gpu_is_a_clear_error(monkeypatch):
