@@ -1,0 +1,321 @@
+"""Image-quality metrics: PSNR, SSIM and LPIPS as pure functions.
+
+The numpy functions take arrays of normalised reflectance or digital numbers with dims
+``(band, y, x)`` (or ``(y, x)``) and return Python floats. The ``*_torch`` variants take batches
+``(N, C, H, W)`` and return one value per image; the training loop uses them for validation.
+torch, scikit-image and ``lpips`` are imported inside the functions that need them, so importing
+this module stays cheap.
+
+LPIPS needs ImageNet weights of its backbone (AlexNet or VGG16). The ``lpips`` package downloads
+them at first use, which fails offline; :func:`lpips_score` therefore reads them from an explicit
+path or from the torch hub cache and raises :class:`~s2scale.errors.CheckpointError` otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from s2scale.errors import CheckpointError, ConfigError, GridMismatchError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "LPIPS_BACKBONE_FILES",
+    "LpipsResult",
+    "lpips_score",
+    "psnr",
+    "psnr_torch",
+    "ssim",
+    "ssim_torch",
+]
+
+log = logging.getLogger(__name__)
+
+LpipsNet = Literal["alex", "vgg"]
+
+LPIPS_BACKBONE_FILES: dict[str, str] = {
+    "alex": "alexnet-owt-7be5be79.pth",
+    "vgg": "vgg16-397923af.pth",
+}
+"""torchvision ImageNet weight files of the LPIPS backbones, as named in the torch hub cache."""
+
+RGB_BANDS: tuple[int, int, int] = (2, 1, 0)
+"""Indices of red, green and blue in s2scale's band order (blue, green, red, nir)."""
+
+# Gaussian window of Wang et al. (2004) SSIM: 11 x 11 taps, sigma 1.5 px, K1 = 0.01, K2 = 0.03.
+_SSIM_TAPS, _SSIM_SIGMA, _SSIM_K1, _SSIM_K2 = 11, 1.5, 0.01, 0.03
+
+
+def _check_pair(a_shape: Sequence[int], b_shape: Sequence[int]) -> None:
+    """Raise GridMismatchError unless both shapes are equal."""
+    if tuple(a_shape) != tuple(b_shape):
+        raise GridMismatchError(f"shapes differ: {tuple(a_shape)} vs {tuple(b_shape)}")
+
+
+def _check_range(data_range: float) -> None:
+    """Raise ConfigError unless ``data_range`` is positive."""
+    if not data_range > 0:
+        raise ConfigError(f"data_range must be > 0 (e.g. 1.0 or 10000), got {data_range!r}")
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
+    """Peak signal-to-noise ratio ``10 log10(data_range**2 / MSE)`` in dB.
+
+    Parameters
+    ----------
+    a, b
+        Arrays of equal shape, any dims (typically ``(band, y, x)``), any real dtype; computed in
+        float64. No nodata handling: mask or crop before calling.
+    data_range
+        Peak-to-peak range of the data, e.g. ``1.0`` for normalised reflectance or ``10000`` DN.
+
+    Returns
+    -------
+    float
+        PSNR in dB; ``inf`` for identical inputs.
+
+    Raises
+    ------
+    GridMismatchError
+        If the shapes differ.
+
+    Examples
+    --------
+    >>> a = np.zeros((1, 4, 4))
+    >>> round(psnr(a, a + 0.1, data_range=1.0), 6)  # MSE = 0.01 -> 20 dB
+    20.0
+    """
+    _check_pair(a.shape, b.shape)
+    _check_range(data_range)
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
+    """Mean structural similarity (scikit-image, 7x7 uniform window), averaged over bands.
+
+    Parameters
+    ----------
+    a, b
+        Arrays of equal shape ``(band, y, x)`` (band axis 0) or ``(y, x)``, with ``y, x >= 7``;
+        computed in float64.
+    data_range
+        Peak-to-peak range of the data, e.g. ``1.0`` for normalised reflectance.
+
+    Returns
+    -------
+    float
+        SSIM in ``[-1, 1]``; ``1.0`` for identical inputs.
+
+    Raises
+    ------
+    GridMismatchError
+        If the shapes differ or the arrays are not 2-D or 3-D.
+
+    Examples
+    --------
+    >>> a = np.random.default_rng(0).random((4, 16, 16))
+    >>> ssim(a, a, data_range=1.0)
+    1.0
+    """
+    from skimage.metrics import structural_similarity
+
+    _check_pair(a.shape, b.shape)
+    _check_range(data_range)
+    if a.ndim not in (2, 3):
+        raise GridMismatchError(f"ssim expects (band, y, x) or (y, x), got shape {a.shape}")
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    channel_axis = 0 if a.ndim == 3 else None
+    value = structural_similarity(a64, b64, data_range=data_range, channel_axis=channel_axis)
+    return float(value)
+
+
+def psnr_torch(a: torch.Tensor, b: torch.Tensor, data_range: float) -> torch.Tensor:
+    """PSNR per image of batches ``(N, C, H, W)``, float32 in dB (``inf`` where equal).
+
+    Examples
+    --------
+    >>> import torch
+    >>> psnr_torch(torch.zeros(2, 1, 4, 4), torch.full((2, 1, 4, 4), 0.1), 1.0).round().tolist()
+    [20.0, 20.0]
+    """
+    _check_pair(a.shape, b.shape)
+    _check_range(data_range)
+    mse = (a.float() - b.float()).pow(2).flatten(1).mean(dim=1)
+    return 10.0 * (data_range**2 / mse).log10()
+
+
+def ssim_torch(a: torch.Tensor, b: torch.Tensor, data_range: float) -> torch.Tensor:
+    """SSIM per image of batches ``(N, C, H, W)`` with an 11x11 Gaussian window (sigma 1.5).
+
+    Computed in float32 on the valid region (no padding), averaged over bands and pixels; needs
+    ``H, W >= 11``. Values in ``[-1, 1]``, ``1`` for identical images. Close to, but not the same
+    as, :func:`ssim`, which uses scikit-image's 7x7 uniform window.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.rand(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    >>> ssim_torch(x, x, 1.0)
+    tensor([1., 1.])
+    """
+    import torch
+    import torch.nn.functional as F
+
+    _check_pair(a.shape, b.shape)
+    _check_range(data_range)
+    if a.ndim != 4 or min(a.shape[-2:]) < _SSIM_TAPS:
+        raise GridMismatchError(f"ssim_torch expects (N, C, H>=11, W>=11), got {tuple(a.shape)}")
+    a, b = a.float(), b.float()
+    coords = torch.arange(_SSIM_TAPS, dtype=torch.float32, device=a.device) - _SSIM_TAPS // 2
+    g = torch.exp(-(coords**2) / (2 * _SSIM_SIGMA**2))
+    g = g / g.sum()
+    chans = a.shape[1]
+    window = (g[:, None] * g[None, :]).expand(chans, 1, _SSIM_TAPS, _SSIM_TAPS).contiguous()
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, window, groups=chans)
+
+    c1, c2 = (_SSIM_K1 * data_range) ** 2, (_SSIM_K2 * data_range) ** 2
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    return (num / den).flatten(1).mean(dim=1)
+
+
+@dataclass(frozen=True)
+class LpipsResult:
+    """An LPIPS score and what produced it."""
+
+    value: float
+    """Mean LPIPS distance over the batch (0 = identical, larger = less similar)."""
+    net: str
+    """Backbone network, ``"alex"`` or ``"vgg"``."""
+    backbone: str
+    """``"imagenet (<weights file>)"`` or ``"random (pnet_rand=True)"``; report it too."""
+
+
+def _backbone_path(net: str, weights: str | Path | None) -> Path:
+    """Return the backbone weight file or raise a CheckpointError saying how to provide it."""
+    import torch
+
+    name = LPIPS_BACKBONE_FILES[net]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / name
+    path = Path(weights) if weights is not None else cached
+    if not path.is_file():
+        where = f"weights={str(path)!r}" if weights is not None else f"the torch hub cache {cached}"
+        raise CheckpointError(
+            f"LPIPS ({net}) needs the torchvision ImageNet weights {name}, not found at {where}; "
+            f"pass weights='/path/to/{name}', or copy the file to {cached} (set TORCH_HOME to "
+            "move the cache); random_backbone=True gives an uncalibrated score instead"
+        )
+    return path
+
+
+def _build_lpips(
+    net: LpipsNet, weights: str | Path | None, random_backbone: bool
+) -> tuple[torch.nn.Module, str]:
+    """Build an ``lpips.LPIPS`` model without network access; return it and its backbone label."""
+    import lpips
+    import torch
+
+    if net not in LPIPS_BACKBONE_FILES:
+        raise ConfigError(f"LPIPS net must be 'alex' or 'vgg', got {net!r}")
+    path = None if random_backbone else _backbone_path(net, weights)
+    with warnings.catch_warnings():
+        # lpips calls torchvision's deprecated ``pretrained=`` argument (a UserWarning).
+        warnings.filterwarnings("ignore", message=".*(pretrained|weights).*", category=UserWarning)
+        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    if path is None:
+        log.warning("LPIPS with a random %s backbone: scores are not comparable to papers", net)
+        return model, "random (pnet_rand=True)"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        # lpips keeps torchvision's ``features.{i}`` modules as ``slice{k}.{i}``.
+        mapped = {}
+        for key in model.net.state_dict():
+            _, index, param = key.split(".")
+            mapped[key] = state[f"features.{index}.{param}"]
+        model.net.load_state_dict(mapped)
+    except (OSError, RuntimeError, KeyError, ValueError) as err:
+        raise CheckpointError(f"cannot load LPIPS {net} backbone weights from {path}") from err
+    return model, f"imagenet ({path.name})"
+
+
+def lpips_score(
+    a: np.ndarray | torch.Tensor,
+    b: np.ndarray | torch.Tensor,
+    *,
+    net: LpipsNet = "alex",
+    weights: str | Path | None = None,
+    random_backbone: bool = False,
+    data_range: float = 1.0,
+    rgb_bands: Sequence[int] = RGB_BANDS,
+) -> LpipsResult:
+    """LPIPS distance (Zhang et al. 2018, v0.1) between two images or batches, on RGB bands.
+
+    LPIPS is defined on RGB images, so only the bands ``rgb_bands`` (red, green, blue; default
+    ``(2, 1, 0)`` for s2scale's blue, green, red, nir order) are scored; NIR is ignored. Inputs
+    are clipped to ``[0, data_range]`` and mapped linearly to ``[-1, 1]`` as LPIPS expects.
+
+    Parameters
+    ----------
+    a, b
+        numpy arrays or tensors of equal shape ``(C, H, W)`` or ``(N, C, H, W)``, ``C >= 3``, any
+        real dtype, values in ``[0, data_range]``; ``H, W >= 32`` for AlexNet.
+    net
+        Backbone, ``"alex"`` (the LPIPS default) or ``"vgg"``.
+    weights
+        Path to torchvision's ImageNet weights of the backbone (``alexnet-owt-7be5be79.pth`` or
+        ``vgg16-397923af.pth``). ``None`` reads them from ``torch.hub.get_dir()/checkpoints``.
+        The LPIPS linear layers ship with the ``lpips`` package.
+    random_backbone
+        Use a randomly initialised backbone (``lpips.LPIPS(pnet_rand=True)``) instead of ImageNet
+        weights; for smoke tests only, and labelled as such in the result.
+    data_range
+        Upper end of the input range, e.g. ``1.0`` for normalised reflectance.
+    rgb_bands
+        Indices of the red, green and blue bands along ``C``.
+
+    Returns
+    -------
+    LpipsResult
+        The mean distance over the batch and the backbone label.
+
+    Raises
+    ------
+    CheckpointError
+        If the backbone weights are neither at ``weights`` nor in the hub cache; the message names
+        the file and where to put it.
+    GridMismatchError
+        If the shapes differ or have fewer than 3 bands.
+    """
+    import torch
+
+    _check_pair(a.shape, b.shape)
+    _check_range(data_range)
+    if len(a.shape) not in (3, 4) or a.shape[-3] < 3:
+        raise GridMismatchError(f"LPIPS needs (C>=3, H, W) or (N, C>=3, H, W), got {a.shape}")
+    model, label = _build_lpips(net, weights, random_backbone)
+
+    def prep(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x).float().cpu()
+        t = t[None] if t.ndim == 3 else t
+        rgb = t[:, list(rgb_bands)].clamp(0.0, data_range)
+        return rgb * (2.0 / data_range) - 1.0
+
+    with torch.no_grad():
+        value = float(model(prep(a), prep(b)).mean())
+    return LpipsResult(value=value, net=net, backbone=label)

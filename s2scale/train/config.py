@@ -1,0 +1,236 @@
+"""``TrainConfig``: every setting of a training run, with the published recipes as defaults.
+
+``recipe="esrgan"`` (Wang et al. 2018): L1 pre-training, then pixel 1e-2 + perceptual 1 (VGG19
+``conv5_4`` before activation) + relativistic average GAN 5e-3 against the VGG-style
+discriminator, no EMA. ``recipe="realesrgan"`` (Wang et al. 2021): L1 pre-training, then pixel 1 +
+perceptual 1 (``conv1_2: 0.1, conv2_2: 0.1, conv3_4: 1, conv4_4: 1, conv5_4: 1``) + vanilla GAN
+0.1 against the U-Net discriminator with spectral norm, EMA 0.999. Fields left at ``None`` take
+the recipe's value in ``__post_init__``; any field can be overridden.
+
+Example ``train.yaml``::
+
+    arch: realesrgan
+    arch_kwargs: {num_feat: 64, num_block: 23}
+    recipe: realesrgan
+    pretrain_steps: 100000
+    gan_steps: 50000
+    perceptual_weights: /models/vgg19-dcbb9e9d.pth
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from s2scale.errors import ConfigError
+from s2scale.models.checkpoint import Normalization
+from s2scale.train.degradations import DegradationConfig
+
+__all__ = ["RECIPES", "TrainConfig"]
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "esrgan": {
+        "pixel_weight": 1e-2,
+        "perceptual_weight": 1.0,
+        "perceptual_layers": {"conv5_4": 1.0},
+        "gan_weight": 5e-3,
+        "gan_kind": "relativistic",
+        "discriminator": "vgg",
+        "ema_decay": 0.0,
+    },
+    "realesrgan": {
+        "pixel_weight": 1.0,
+        "perceptual_weight": 1.0,
+        "perceptual_layers": {
+            "conv1_2": 0.1,
+            "conv2_2": 0.1,
+            "conv3_4": 1.0,
+            "conv4_4": 1.0,
+            "conv5_4": 1.0,
+        },
+        "gan_weight": 0.1,
+        "gan_kind": "vanilla",
+        "discriminator": "unet",
+        "ema_decay": 0.999,
+    },
+}
+"""Phase-2 loss weights, GAN form, discriminator and EMA decay of the two published recipes."""
+
+_TUPLES = ("bands", "betas", "lr_milestones")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of :func:`s2scale.train.loop.train`; ``None`` fields come from ``recipe``."""
+
+    arch: str = "realesrgan"
+    """Generator registry name: srcnn, srresnet, esrgan, realesrgan or srvgg."""
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Generator constructor kwargs, e.g. ``{num_feat: 64, num_block: 23}``."""
+    bands: tuple[str, ...] = ("blue", "green", "red", "nir")
+    """Band names in channel order; their count is the model's band count."""
+    scale: int = 2
+    """Upscaling factor (2 for 10 m -> 5 m)."""
+    normalization: dict[str, Any] = field(default_factory=lambda: Normalization().to_dict())
+    """``x = (dn - offset) / scale`` as ``{kind, offset, scale}``; stored in the checkpoint."""
+    recipe: Literal["esrgan", "realesrgan"] = "realesrgan"
+    """Source of the phase-2 defaults, see :data:`RECIPES`."""
+    pretrain_steps: int = 1_000_000
+    """Phase 1 (L1 only) optimiser steps; 1M in ESRGAN and Real-ESRNet."""
+    gan_steps: int = 400_000
+    """Phase 2 (pixel + perceptual + GAN) steps; 400k in both papers; 0 stops after phase 1."""
+    batch_size: int = 16
+    """Patches per step and process."""
+    learning_rate: float = 2e-4
+    """Adam learning rate of phase 1."""
+    gan_learning_rate: float = 1e-4
+    """Adam learning rate of generator and discriminator in phase 2."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """Adam betas (both papers)."""
+    lr_milestones: tuple[int, ...] = ()
+    """Steps (counted from the phase start) where the rate is multiplied by ``lr_gamma``."""
+    lr_gamma: float = 0.5
+    """Learning-rate decay factor at each milestone."""
+    pixel_weight: float | None = None
+    """Weight of the L1 loss in phase 2 (phase 1 uses 1)."""
+    perceptual_weight: float | None = None
+    """Weight of the VGG19 perceptual loss; 0 disables it."""
+    perceptual_layers: dict[str, float] | None = None
+    """VGG19 layer weights of the perceptual loss."""
+    perceptual_weights: str | None = None
+    """Path to ``vgg19-dcbb9e9d.pth``; ``None`` reads the torch hub cache."""
+    random_backbone: bool = False
+    """Use a random VGG19 for the perceptual loss (smoke tests only; logged and recorded)."""
+    gan_weight: float | None = None
+    """Weight of the generator's adversarial loss."""
+    gan_kind: Literal["relativistic", "vanilla"] | None = None
+    """Relativistic average GAN (ESRGAN) or vanilla BCE GAN (Real-ESRGAN)."""
+    discriminator: Literal["vgg", "unet"] | None = None
+    """Discriminator registry name."""
+    discriminator_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Discriminator constructor kwargs; ``input_size`` of ``vgg`` defaults to the HR patch size."""
+    ema_decay: float | None = None
+    """Decay of the generator EMA; 0 disables it."""
+    grad_clip: float = 0.0
+    """Max global gradient norm per network; 0 disables clipping."""
+    degradation: DegradationConfig | None = None
+    """Synthesise LR patches from HR on the fly (Real-ESRGAN); ``None`` uses the given pairs."""
+    augment: bool = True
+    """Random flips and 90 degree rotations of the training pairs."""
+    seed: int = 0
+    """Seed of weights, data order, augmentations and degradations."""
+    device: str = "auto"
+    """``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` or ``"cuda:1"``."""
+    amp: Literal["auto", "bf16", "none"] = "auto"
+    """Autocast dtype: ``"auto"`` is bf16 on CUDA and off on CPU."""
+    validate_every: int = 0
+    """Steps between validations; 0 validates at the end of every epoch."""
+    checkpoint_every: int = 5000
+    """Steps between resumable training checkpoints."""
+    log_every: int = 100
+    """Steps between training-loss log rows."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+    val_data_range: float = 1.0
+    """Data range of normalised reflectance for validation PSNR/SSIM."""
+    output_dir: str = "runs/train"
+    """Folder for ``metrics.csv``, TensorBoard events, ``checkpoints/`` and ``generator.pt``."""
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}")
+        for name, value in RECIPES[self.recipe].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        for name in _TUPLES:
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "arch_kwargs", dict(self.arch_kwargs))
+        object.__setattr__(self, "perceptual_layers", dict(self.perceptual_layers or {}))
+        Normalization.coerce(self.normalization)
+        if not self.bands or not all(isinstance(b, str) for b in self.bands):
+            raise ConfigError(f"bands must be a list of band names, got {self.bands!r}")
+        for name in ("pretrain_steps", "gan_steps", "validate_every", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
+        for name in ("batch_size", "checkpoint_every", "log_every", "scale"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.pretrain_steps + self.gan_steps < 1:
+            raise ConfigError("pretrain_steps + gan_steps must be >= 1")
+        for name in ("learning_rate", "gan_learning_rate", "lr_gamma", "val_data_range"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
+        for name in ("pixel_weight", "perceptual_weight", "gan_weight", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if not 0 <= self.ema_decay < 1:  # type: ignore[operator]
+            raise ConfigError(f"ema_decay must be in [0, 1) (0 disables it), got {self.ema_decay}")
+        if self.gan_kind not in ("relativistic", "vanilla"):
+            raise ConfigError(
+                f"gan_kind must be 'relativistic' or 'vanilla', got {self.gan_kind!r}"
+            )
+        if self.discriminator not in ("vgg", "unet"):
+            raise ConfigError(f"discriminator must be 'vgg' or 'unet', got {self.discriminator!r}")
+        if self.amp not in ("auto", "bf16", "none"):
+            raise ConfigError(f"amp must be 'auto', 'bf16' or 'none', got {self.amp!r}")
+        if sorted(self.lr_milestones) != list(self.lr_milestones):
+            raise ConfigError(f"lr_milestones must be increasing, got {self.lr_milestones}")
+
+    @property
+    def total_steps(self) -> int:
+        """``pretrain_steps + gan_steps``."""
+        return self.pretrain_steps + self.gan_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (lists, dicts, numbers, strings), e.g. for a checkpoint summary."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, tuple | list):
+                return [plain(v) for v in value]
+            if isinstance(value, Mapping):
+                return {str(k): plain(v) for k, v in value.items()}
+            return value
+
+        return plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from a mapping, rejecting unknown keys (also in ``degradation``) by name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown train config keys {unknown}; known: {sorted(known)}")
+        kwargs = dict(data)
+        deg = kwargs.get("degradation")
+        if isinstance(deg, Mapping):
+            deg_known = {f.name for f in dataclasses.fields(DegradationConfig)}
+            bad = sorted(set(deg) - deg_known)
+            if bad:
+                raise ConfigError(f"unknown degradation keys {bad}; known: {sorted(deg_known)}")
+            fields = {k: tuple(v) if isinstance(v, list) else v for k, v in deg.items()}
+            kwargs["degradation"] = DegradationConfig(**fields)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, section: str | None = None) -> TrainConfig:
+        """Read a YAML file (or its ``section``, e.g. ``"train"`` of a run YAML).
+
+        Raises :class:`~s2scale.errors.ConfigError` for unreadable files, unknown keys (named in
+        the message) and invalid values.
+        """
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read train config {str(path)!r}: {err}") from err
+        if section is not None:
+            data = data.get(section) or {} if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            raise ConfigError(f"train config {str(path)!r} must be a mapping of keys to values")
+        return cls.from_dict(data)
