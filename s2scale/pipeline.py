@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +52,7 @@ def _compute(delayed: Any, *, progress: bool) -> None:
     except (ImportError, ValueError):
         from dask.diagnostics import ProgressBar
 
-        with ProgressBar(minimum=1.0):
+        with ProgressBar(minimum=1.0, out=sys.stderr):
             delayed.compute()
         return
     future = client.compute(delayed)

@@ -6,7 +6,6 @@ items, and the national metadata-only catalog, are loaded into a real STAC API.
 
 import json
 import re
-import time
 
 import numpy as np
 import pytest
@@ -102,16 +101,15 @@ def test_empty_results_name_aoi_and_dates(api):
         catalog.search("-3.8,40.3,-3.6,40.5", SUMMER, stac=api.url)
 
 
+@pytest.mark.timeout(30)  # bounded: 2 retries with a 2 s timeout must not hang
 def test_unreachable_api_fails_within_bounded_time():
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    t0 = time.perf_counter()
     with pytest.raises(StacApiError, match=f"127.0.0.1:{port}"):
         catalog.search(AOI, SUMMER, stac=f"http://127.0.0.1:{port}", timeout_s=2, max_retries=2)
-    assert time.perf_counter() - t0 < 20
 
 
 def test_http_500_then_success(api, sample):

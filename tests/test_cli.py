@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -91,8 +90,8 @@ def test_cube_writes_zarr_per_zone(sample, tmp_path):
     assert again.exit_code == 2 and "--overwrite" in again.output
 
 
-def test_national_dry_run_is_fast_and_reads_no_pixels(national_sample):
-    t0 = time.perf_counter()
+@pytest.mark.timeout(60)  # the plan must not read pixels: benchmarks/bench_foundation.py times it
+def test_national_dry_run_reads_no_pixels(national_sample):
     proc = subprocess.run(
         [
             sys.executable,
@@ -113,7 +112,6 @@ def test_national_dry_run_is_fast_and_reads_no_pixels(national_sample):
         text=True,
         check=True,
     )
-    assert time.perf_counter() - t0 < 30
     plan = json.loads(proc.stdout)
     assert plan["dry_run"] is True and plan["scenes"] > 300
     assert [z["crs"] for z in plan["zones"]] == ["EPSG:32632", "EPSG:32633", "EPSG:32634"]

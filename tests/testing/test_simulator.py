@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -41,16 +40,8 @@ SMALL = dict(aoi=SMALL_AOI, margin_m=120.0, scenes=SAMPLE_SCENES[:2], ortho_size
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    start = time.perf_counter()
-    info = write_sample(tmp_path_factory.mktemp("sample"))
-    return info, time.perf_counter() - start
-
-
-@pytest.fixture(scope="module")
 def items(sample):
-    info, _ = sample
-    return json.loads(info.catalog.read_text())["features"]
+    return json.loads(sample.catalog.read_text())["features"]
 
 
 def _read(info, item, key):
@@ -64,8 +55,7 @@ def _by_date(items, day):
 
 # --------------------------------------------------------------------------------- default sample
 def test_default_sample_layout(sample, items):
-    info, seconds = sample
-    assert seconds < 60  # about 10 s on 2 idle cores; generous for loaded CI machines
+    info = sample
     assert info.tiles == ("32TQT", "33TTN")
     assert len(items) == 12 == len(info.item_ids)
     assert {it["properties"]["proj:code"] for it in items} == {"EPSG:32632", "EPSG:32633"}
@@ -84,7 +74,7 @@ def test_default_sample_layout(sample, items):
 
 
 def test_items_parse_and_look_like_earth_search(sample, items):
-    info, _ = sample
+    info = sample
     real = json.loads(REAL_PAGE.read_text())["features"][0] if REAL_PAGE.is_file() else None
     pystac.ItemCollection.from_dict(json.loads(info.catalog.read_text()))
     pystac.Collection.from_dict(json.loads(info.collection.read_text()))
@@ -108,7 +98,7 @@ def test_items_parse_and_look_like_earth_search(sample, items):
 
 
 def test_proj_transform_matches_files_and_lattice(sample, items):
-    info, _ = sample
+    info = sample
     for it in items:
         tile = mgrs_tile(it["properties"]["grid:code"][5:])
         for asset in it["assets"].values():
@@ -126,7 +116,7 @@ def test_proj_transform_matches_files_and_lattice(sample, items):
 
 
 def test_dn_convention_by_baseline(sample, items):
-    info, _ = sample
+    info = sample
     for it in items:
         props = it["properties"]
         new = props["s2:processing_baseline"] >= "04.00"
@@ -149,7 +139,7 @@ def test_dn_convention_by_baseline(sample, items):
 
 
 def test_nodata_only_beyond_swath_edge(sample, items):
-    info, _ = sample
+    info = sample
     for it in items:
         scl = _read(info, it, "scl")
         nodata10 = np.repeat(np.repeat(scl == SCL["nodata"], 2, 0), 2, 1)
@@ -161,7 +151,7 @@ def test_nodata_only_beyond_swath_edge(sample, items):
 
 
 def test_scl_classes_follow_clouds(sample, items):
-    info, _ = sample
+    info = sample
     for it in items:
         scl = _read(info, it, "scl")
         assert set(np.unique(scl)) <= {0, 3, 4, 5, 6, 8, 9, 10, 11}
@@ -186,7 +176,7 @@ def test_scl_classes_follow_clouds(sample, items):
 
 
 def test_cogs_are_valid(sample):
-    info, _ = sample
+    info = sample
     for path in [*info.cogs[:10], *info.truth, info.orthophoto]:
         with rasterio.open(path) as src:
             assert src.driver == "GTiff" and src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
@@ -198,7 +188,7 @@ def test_cogs_are_valid(sample):
 
 
 def test_truth_matches_s2_geometry(sample):
-    info, _ = sample
+    info = sample
     for path in info.truth:
         with rasterio.open(path) as src:
             assert src.dtypes[0] == "uint16" and src.res == (5.0, 5.0) and src.count == 4
@@ -217,7 +207,7 @@ def test_truth_matches_s2_geometry(sample):
 
 
 def test_orthophoto_own_crs_and_radiometry(sample, items):
-    info, _ = sample
+    info = sample
     with rasterio.open(info.orthophoto) as src:
         ortho = src.read()
         assert src.crs.to_epsg() == 31287 and src.res == (1.0, 1.0)
@@ -232,9 +222,7 @@ def test_orthophoto_own_crs_and_radiometry(sample, items):
 
 # ------------------------------------------------------------------------------ national catalog
 def test_national_catalog_covers_austria(tmp_path):
-    start = time.perf_counter()
     info = write_sample(tmp_path, national=True)
-    assert time.perf_counter() - start < 15  # < 5 s on an idle machine
     assert not list(tmp_path.rglob("*.tif"))
     feats = json.loads(info.catalog.read_text())["features"]
     assert len(feats) >= 300 and len(info.tiles) == 27
