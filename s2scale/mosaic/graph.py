@@ -1,0 +1,329 @@
+"""The lazy mosaic graph: one task per national region, fed with source windows only.
+
+Layers 2 and 3 of STYLE section 2 over the kernels of :mod:`s2scale.mosaic.blend`:
+:func:`mosaic` checks sources, plans regions (:func:`~s2scale.grid.plan_chunks`) and builds one
+delayed task per region; nothing here computes. How a region is made, and why its result does not
+depend on where the grid is cut, is described in :mod:`s2scale.mosaic.blend`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dask
+import dask.array as da
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from affine import Affine
+
+from s2scale.errors import ConfigError, GridMismatchError
+from s2scale.grid import AOI, TargetGrid, plan_chunks
+from s2scale.mosaic.blend import (
+    _KERNEL_RADIUS_PX,
+    _RESAMPLING,
+    DEFAULT_FEATHER_PX,
+    Edges,
+    Region,
+    ResamplingName,
+    _crs,
+    _nested_offset,
+    _transformer,
+    blend_block,
+    feather_weights_block,
+    reproject_block,
+)
+
+__all__ = ["mosaic"]
+
+log = logging.getLogger(__name__)
+
+_WARP_TILE_PX = 256
+"""Edge of the fixed grid tiles GDAL warps one at a time (see :func:`_warp_tiled`)."""
+
+
+def _mosaic_region(
+    *windows: np.ndarray,
+    metas: tuple[tuple[Affine, str, Edges], ...],
+    grid: TargetGrid,
+    region: Region,
+    n_bands: int,
+    feather_px: float,
+    resampling: ResamplingName,
+) -> np.ndarray:
+    """Task: feather, warp and blend the source windows of one region."""
+    r0, r1, c0, c1 = region
+    e0, e1, f0, f1 = _expand_region(region, grid.shape)
+    dst_transform = grid.transform @ Affine.translation(f0, e0)
+    values, weights = [], []
+    for window, (src_transform, src_crs, edges) in zip(windows, metas, strict=True):
+        valid = (window != 0).all(axis=0)
+        w = feather_weights_block(valid, feather_px, edge_is_nodata=edges)
+        v, w = _warp_tiled(
+            window, w, src_transform, src_crs, grid, dst_transform, (e1 - e0, f1 - f0), resampling
+        )
+        values.append(v[:, r0 - e0 : r1 - e0, c0 - f0 : c1 - f0])
+        weights.append(w[r0 - e0 : r1 - e0, c0 - f0 : c1 - f0])
+    if not values:
+        return np.zeros((n_bands, r1 - r0, c1 - c0), np.uint16)
+    return blend_block(values, weights)
+
+
+def _expand_region(region: Region, shape: tuple[int, int]) -> Region:
+    """The region grown outwards to the global warp-tile lattice (clipped to the grid)."""
+    r0, r1, c0, c1 = region
+    t = _WARP_TILE_PX
+    return (
+        r0 // t * t,
+        min(-(-r1 // t) * t, shape[0]),
+        c0 // t * t,
+        min(-(-c1 // t) * t, shape[1]),
+    )
+
+
+def _warp_tiled(
+    window: np.ndarray,
+    weights: np.ndarray,
+    src_transform: Affine,
+    src_crs: str,
+    grid: TargetGrid,
+    dst_transform: Affine,
+    dst_shape: tuple[int, int],
+    resampling: ResamplingName,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`reproject_block` tile by tile on the global warp-tile lattice.
+
+    GDAL's approximate transformer (0.125 px, not configurable through ``reproject``) interpolates
+    along each destination scanline of a call, so results depend on the extent of the call.
+    Warping fixed tiles of the grid, each from the source pixels its footprint needs, makes every
+    pixel's value independent of how the grid was cut into regions.
+    """
+    if _nested_offset(src_transform, src_crs, dst_transform, grid.crs) is not None:
+        return reproject_block(
+            window,
+            weights,
+            src_transform=src_transform,
+            src_crs=src_crs,
+            dst_transform=dst_transform,
+            dst_crs=grid.crs,
+            dst_shape=dst_shape,
+        )
+    rows, cols = dst_shape
+    vals = np.zeros((window.shape[0], rows, cols), np.float32)
+    weight = np.zeros((rows, cols), np.float32)
+    pad = math.ceil(_KERNEL_RADIUS_PX[resampling] * max(1.0, grid.resolution_m / src_transform.a))
+    src = _Source(data=window, transform=src_transform, crs=src_crs)  # type: ignore[arg-type]
+    t = _WARP_TILE_PX
+    for y0 in range(0, rows, t):
+        for x0 in range(0, cols, t):
+            tile = (y0, min(y0 + t, rows), x0, min(x0 + t, cols))
+            tile_transform = dst_transform @ Affine.translation(x0, y0)
+            tile_shape = (tile[1] - y0, tile[3] - x0)
+            sub = _source_window(tile_shape, tile_transform, grid.crs, src, pad + 2)
+            if sub is None:
+                continue
+            a0, a1, b0, b1 = sub
+            v, w = reproject_block(
+                window[:, a0:a1, b0:b1],
+                weights[a0:a1, b0:b1],
+                src_transform=src_transform @ Affine.translation(b0, a0),
+                src_crs=src_crs,
+                dst_transform=tile_transform,
+                dst_crs=grid.crs,
+                dst_shape=tile_shape,
+                resampling=resampling,
+            )
+            vals[:, y0 : tile[1], x0 : tile[3]] = v
+            weight[y0 : tile[1], x0 : tile[3]] = w
+    return vals, weight
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A validated source: its lazy data and grid."""
+
+    data: da.Array
+    transform: Affine
+    crs: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.data.shape[1], self.data.shape[2]
+
+
+def _coerce_sources(sources: Sequence[xr.DataArray]) -> tuple[list[_Source], np.ndarray | None]:
+    """Check dims, dtype, CRS and bands; return the sources and the shared band coordinate."""
+    if isinstance(sources, xr.DataArray) or not len(sources):
+        raise ConfigError("sources must be a non-empty sequence of (band, y, x) DataArrays")
+    out, bands = [], None
+    for i, src in enumerate(sources):
+        if tuple(src.dims) != ("band", "y", "x") or src.dtype != np.uint16:
+            raise GridMismatchError(
+                f"source {i} has dims {tuple(src.dims)} and dtype {src.dtype}; expected "
+                "('band', 'y', 'x') uint16 DN (one time step: select or composite first)"
+            )
+        if src.rio.crs is None:
+            raise GridMismatchError(
+                f"source {i} has no CRS; set it with .rio.write_crs('EPSG:326..')"
+            )
+        t = src.rio.transform()
+        if t.b or t.d or t.a <= 0 or t.e >= 0:
+            raise GridMismatchError(
+                f"source {i} is not north-up (transform {tuple(t)[:6]}); give y descending"
+            )
+        src_bands = src["band"].values if "band" in src.coords else None
+        if i == 0:
+            bands = src_bands
+        elif src.sizes["band"] != sources[0].sizes["band"] or (
+            bands is not None and src_bands is not None and list(src_bands) != list(bands)
+        ):
+            raise GridMismatchError(
+                f"source {i} has bands {src_bands} but source 0 has {bands}; select the same "
+                "bands in the same order (src.sel(band=[...]))"
+            )
+        data = src.data if isinstance(src.data, da.Array) else da.from_array(src.values)
+        out.append(_Source(data=data, transform=t, crs=src.rio.crs.to_string()))
+    return out, bands
+
+
+def _source_window(
+    shape: tuple[int, int], transform: Affine, crs: str, src: _Source, pad_px: int
+) -> tuple[int, int, int, int] | None:
+    """``(row0, row1, col0, col1)`` of the source pixels a destination block needs, or None."""
+    rows, cols = shape
+    left, top = transform.c - transform.a, transform.f - transform.e
+    right, bottom = transform.c + (cols + 1) * transform.a, transform.f + (rows + 1) * transform.e
+    if _crs(src.crs) != _crs(crs):
+        left, bottom, right, top = _transformer(crs, src.crs).transform_bounds(
+            left, bottom, right, top, densify_pts=21
+        )
+    inv = ~src.transform
+    col_a, row_a = inv @ (left, top)
+    col_b, row_b = inv @ (right, bottom)
+    src_rows, src_cols = src.shape
+    y0 = max(math.floor(min(row_a, row_b)) - pad_px, 0)
+    y1 = min(math.ceil(max(row_a, row_b)) + pad_px, src_rows)
+    x0 = max(math.floor(min(col_a, col_b)) - pad_px, 0)
+    x1 = min(math.ceil(max(col_a, col_b)) + pad_px, src_cols)
+    if y0 >= y1 or x0 >= x1:
+        return None
+    return y0, y1, x0, x1
+
+
+def mosaic(
+    sources: Sequence[xr.DataArray],
+    grid: TargetGrid,
+    *,
+    chunk_px: int = 2048,
+    feather_px: float = DEFAULT_FEATHER_PX,
+    aoi: AOI | None = None,
+    resampling: ResamplingName = "bilinear",
+) -> xr.DataArray:
+    """Blend per-zone (or per-tile) results into one lazy national mosaic.
+
+    Parameters
+    ----------
+    sources
+        ``(band, y, x)`` uint16 DN arrays (0 = no data), each with a rioxarray CRS and
+        pixel-centre coordinates (e.g. :func:`s2scale.infer.upscale` results, one per UTM zone),
+        all with the same bands. Numpy- or Dask-backed.
+    grid
+        Output grid (:func:`~s2scale.grid.target_grid`; EPSG:3035 at 5 m by default there).
+    chunk_px
+        Edge of one output region / Dask chunk in grid pixels.
+    feather_px
+        Width of the blending ramp in source pixels, measured from each source's valid-data edge
+        (no data or array edge); ``0`` gives hard edges (plain averages in overlaps).
+    aoi
+        Only regions intersecting this AOI are computed; others are 0 (no data).
+    resampling
+        ``"bilinear"`` (default), ``"cubic"`` or ``"nearest"``; unused where pixels nest.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(band, y, x)`` uint16 DN on ``grid`` (0 = no data), Dask-backed with ``(band, chunk_px,
+        chunk_px)`` chunks, pixel-centre coordinates, CRS and transform set. Nothing is computed.
+
+    Raises
+    ------
+    ConfigError
+        Bad ``chunk_px``, ``feather_px`` or ``resampling``.
+    GridMismatchError
+        Sources with other dims, dtype, bands, no CRS or not north-up.
+    """
+    if chunk_px < 1:
+        raise ConfigError(f"chunk_px={chunk_px} must be a positive number of pixels")
+    if not feather_px >= 0:
+        raise ConfigError(f"feather_px={feather_px} must be >= 0 source pixels")
+    if resampling not in _RESAMPLING:
+        raise ConfigError(f"resampling={resampling!r}; expected one of {sorted(_RESAMPLING)}")
+    srcs, bands = _coerce_sources(sources)
+    n_bands = srcs[0].data.shape[0]
+    plan = plan_chunks(grid, chunk_px, aoi)
+    wanted = set(plan.regions)
+    rows, cols = grid.shape
+    blocks: list[list[da.Array]] = []
+    for r0 in range(0, rows, chunk_px):
+        row_blocks = []
+        for c0 in range(0, cols, chunk_px):
+            region = (r0, min(r0 + chunk_px, rows), c0, min(c0 + chunk_px, cols))
+            shape = (n_bands, region[1] - r0, region[3] - c0)
+            if region in wanted:
+                task = _region_task(region, grid, srcs, n_bands, feather_px, resampling)
+                row_blocks.append(da.from_delayed(task, shape=shape, dtype=np.uint16))
+            else:
+                row_blocks.append(da.zeros(shape, dtype=np.uint16, chunks=shape))
+        blocks.append(row_blocks)
+    data = da.block(blocks)
+    y, x = grid.coords()
+    coords = {"band": bands if bands is not None else np.arange(n_bands), "y": y, "x": x}
+    attrs = {"nodata": 0, "feather_px": feather_px, "resampling": resampling}
+    out = xr.DataArray(data, dims=("band", "y", "x"), coords=coords, attrs=attrs)
+    log.info(
+        "mosaic: %d sources -> %s %dx%d px, %d of %d regions",
+        len(srcs),
+        grid.crs,
+        rows,
+        cols,
+        len(plan),
+        plan.total_chunks,
+    )
+    return out.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+
+
+def _region_task(
+    region: Region,
+    grid: TargetGrid,
+    srcs: Sequence[_Source],
+    n_bands: int,
+    feather_px: float,
+    resampling: ResamplingName,
+) -> dask.delayed:
+    """The delayed blend of one region, fed with the overlapping source windows only."""
+    e0, e1, f0, f1 = _expand_region(region, grid.shape)
+    dst_transform = grid.transform @ Affine.translation(f0, e0)
+    windows, metas = [], []
+    for src in srcs:
+        scale = max(1.0, grid.resolution_m / src.transform.a)
+        pad = math.ceil(feather_px) + math.ceil(_KERNEL_RADIUS_PX[resampling] * scale) + 6
+        win = _source_window((e1 - e0, f1 - f0), dst_transform, grid.crs, src, pad)
+        if win is None:
+            continue
+        y0, y1, x0, x1 = win
+        rows, cols = src.shape
+        edges = (y0 == 0, y1 == rows, x0 == 0, x1 == cols)
+        windows.append(src.data[:, y0:y1, x0:x1])
+        metas.append((src.transform @ Affine.translation(x0, y0), src.crs, edges))
+    return dask.delayed(_mosaic_region, pure=True)(
+        *windows,
+        metas=tuple(metas),
+        grid=grid,
+        region=region,
+        n_bands=n_bands,
+        feather_px=feather_px,
+        resampling=resampling,
+    )
