@@ -105,6 +105,9 @@ def main(verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
+    # distributed installs its own INFO handlers; keep the cluster quiet unless asked.
+    for name in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(level if verbose else logging.WARNING)
 
 
 @main.command()
@@ -219,6 +222,102 @@ def cube(
 
 
 @main.command()
+@_search_options
+@click.option(
+    "--model",
+    default=None,
+    help="Shipped generator name (srresnet, realesrgan) or a checkpoint path [realesrgan].",
+)
+@click.option(
+    "--out",
+    required=True,
+    help="Output Zarr store: a path or an object-store URL "
+    "(s3://..., credentials from the environment).",
+)
+@click.option(
+    "--chunk-px",
+    type=int,
+    default=None,
+    help="SR chunk edge in 10 m pixels [1024]; at least twice the halo.",
+)
+@click.option(
+    "--halo-px",
+    type=int,
+    default=None,
+    help="Context per chunk side in 10 m pixels [derived from the model].",
+)
+@click.option(
+    "--cluster",
+    default=None,
+    help="auto, local, local-gpu, kubernetes or a scheduler "
+    "address tcp://HOST:PORT [auto: local-gpu when CUDA GPUs are visible].",
+)
+@click.option("--crs", default=None, help="CRS of the national grid [EPSG:3035].")
+@click.option("--device", default=None, help="auto, cuda or cpu [auto].")
+@click.option(
+    "--random-weights",
+    is_flag=True,
+    default=None,
+    help="Use an untrained network of --model's architecture (benchmarks only).",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing store of another "
+    "configuration (a store of the same configuration is resumed).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan: scenes, tiles, regions, output "
+    "size, estimated GPU time; reads no pixels.",
+)
+@_handle_errors
+def upscale(
+    stac: str | None,
+    aoi: str | None,
+    datetime_: str | None,
+    max_cloud: float | None,
+    collection: str | None,
+    skip_errors: bool | None,
+    config: Path | None,
+    model: str | None,
+    out: str,
+    chunk_px: int | None,
+    halo_px: int | None,
+    cluster: str | None,
+    crs: str | None,
+    device: str | None,
+    random_weights: bool | None,
+    overwrite: bool,
+    dry_run: bool,
+) -> None:
+    """Super-resolve Sentinel-2 to a seamless national 5 m mosaic (resumable Zarr, COG, STAC)."""
+    from s2scale.pipeline import run_upscale
+
+    cfg = _config(
+        config,
+        stac=stac,
+        aoi=aoi,
+        datetime=datetime_,
+        max_cloud_cover=max_cloud,
+        collection=collection,
+        skip_errors=skip_errors,
+    )
+    cfg = cfg.replace(
+        "infer",
+        model=model,
+        chunk_px=chunk_px,
+        halo_px=halo_px,
+        device=device,
+        random_weights=random_weights,
+    )
+    cfg = cfg.replace("cluster", kind=cluster).replace("mosaic", crs=crs)
+    report = run_upscale(cfg, out, dry_run=dry_run, overwrite=overwrite)
+    _echo_json(report)
+
+
+@main.command()
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -226,12 +325,18 @@ def cube(
     help="Directory for the sample and all outputs.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier run in OUT.")
+@click.option("--model", default=None, help="Shipped generator name or checkpoint [realesrgan].")
 @_handle_errors
-def demo(out: Path, overwrite: bool) -> None:
-    """Run the main job on the built-in sample (no internet, no cluster needed)."""
+def demo(out: Path, overwrite: bool, model: str | None) -> None:
+    """Run the main job on the built-in sample (no internet, no cluster to set up).
+
+    simulator -> search -> cube -> composite -> upscale -> national mosaic -> metrics against
+    the simulator's 5 m truth, on a local Dask cluster. Writes OUT/mosaic.zarr, OUT/mosaic.tif,
+    OUT/quicklook.png and OUT/report.json (+ report.md).
+    """
     from s2scale.pipeline import run_demo
 
-    report = run_demo(out, overwrite=overwrite)
+    report = run_demo(out, overwrite=overwrite, model=model)
     _echo_json(report)
     click.echo(f"done: outputs in {out.resolve()}", err=True)
 

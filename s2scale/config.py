@@ -23,7 +23,15 @@ from typing import Any
 
 from s2scale.errors import ConfigError
 
-__all__ = ["CLUSTER_KINDS", "CatalogConfig", "ClusterConfig", "CubeConfig", "RunConfig"]
+__all__ = [
+    "CLUSTER_KINDS",
+    "CatalogConfig",
+    "ClusterConfig",
+    "CubeConfig",
+    "InferConfig",
+    "MosaicConfig",
+    "RunConfig",
+]
 
 CLUSTER_KINDS = ("auto", "local", "local-gpu", "address", "kubernetes")
 
@@ -80,8 +88,8 @@ class ClusterConfig:
     """Memory limit per worker (``"auto"`` splits the machine's memory)."""
     connect_timeout_s: float = 20.0
     """How long to wait for a remote scheduler (``address``)."""
-    dashboard_address: str | None = ":0"
-    """Dashboard address of local clusters (``None`` disables it)."""
+    dashboard_address: str = ":0"
+    """Dashboard address of local clusters; ``":0"`` picks a free port."""
     k8s_name: str = "s2scale"
     """Name of the DaskCluster resource (``kubernetes``)."""
     k8s_namespace: str | None = None
@@ -104,6 +112,66 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class InferConfig:
+    """How the super-resolution model runs over the composites."""
+
+    model: str = "realesrgan"
+    """Registry name of a shipped generator (``srresnet``, ``realesrgan``) or a checkpoint path."""
+    halo_px: int | None = None
+    """Context per chunk side in 10 m pixels; default derived from the model's receptive field."""
+    chunk_px: int = 1024
+    """Spatial chunk edge of the SR tasks in 10 m pixels."""
+    tile_px: int = 512
+    """GPU sub-tile edge in 10 m pixels."""
+    batch_size: int = 8
+    """Sub-tiles per forward pass."""
+    device: str = "auto"
+    """``auto`` (the worker's GPU when there is one), ``cuda`` or ``cpu``."""
+    dtype: str = "auto"
+    """Autocast dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU), ``bfloat16``, ``float16``."""
+    compile: bool = False
+    """Compile the model with torch.compile on first use in each worker."""
+    random_weights: bool = False
+    """Use an untrained network (benchmarks only); recorded in every output."""
+
+    def __post_init__(self) -> None:
+        if self.halo_px is not None and self.halo_px < 0:
+            raise ConfigError(f"infer.halo_px={self.halo_px} must be >= 0")
+        if not 32 <= self.chunk_px <= 16384:
+            raise ConfigError(f"infer.chunk_px={self.chunk_px} must be within 32..16384")
+        if self.batch_size < 1:
+            raise ConfigError(f"infer.batch_size={self.batch_size} must be >= 1")
+
+
+@dataclass(frozen=True)
+class MosaicConfig:
+    """The national output grid and how zone results are blended onto it."""
+
+    crs: str = "EPSG:3035"
+    """CRS of the national grid (a UTM CRS nests the 5 m pixels exactly)."""
+    resolution_m: float = 5.0
+    """Output pixel size."""
+    chunk_px: int = 2048
+    """Edge of one output region (written independently, Zarr chunk size); multiple of 256."""
+    feather_px: int = 64
+    """Width of the distance-based feathering in tile and zone overlaps, in output pixels."""
+    resampling: str = "bilinear"
+    """Resampling onto the national grid: ``bilinear``, ``cubic`` or ``nearest``."""
+    cog: bool = True
+    """Also export a Cloud-Optimised GeoTIFF (with a STAC item) of the mosaic."""
+
+    def __post_init__(self) -> None:
+        if self.chunk_px < 256 or self.chunk_px % 256:
+            raise ConfigError(f"mosaic.chunk_px={self.chunk_px} must be a multiple of 256")
+        if self.feather_px < 0:
+            raise ConfigError(f"mosaic.feather_px={self.feather_px} must be >= 0")
+        if self.resampling not in ("bilinear", "cubic", "nearest"):
+            raise ConfigError(
+                f"mosaic.resampling={self.resampling!r}; choose bilinear, cubic or nearest"
+            )
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """All stage configs of one run."""
 
@@ -111,6 +179,10 @@ class RunConfig:
     """STAC search."""
     cube: CubeConfig = field(default_factory=CubeConfig)
     """Cube loading and compositing."""
+    infer: InferConfig = field(default_factory=InferConfig)
+    """Super-resolution inference."""
+    mosaic: MosaicConfig = field(default_factory=MosaicConfig)
+    """National mosaic."""
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     """The Dask cluster."""
 
@@ -155,5 +227,7 @@ class RunConfig:
 _SECTION_TYPES: dict[str, type] = {
     "catalog": CatalogConfig,
     "cube": CubeConfig,
+    "infer": InferConfig,
+    "mosaic": MosaicConfig,
     "cluster": ClusterConfig,
 }

@@ -7,6 +7,7 @@ function returns a JSON-serialisable report of what it did.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 import time
@@ -17,8 +18,9 @@ from typing import Any
 from s2scale import catalog, cube
 from s2scale.config import RunConfig
 from s2scale.errors import ConfigError
+from s2scale.grid import TargetGrid, plan_chunks, target_grid
 
-__all__ = ["run_cube", "run_demo", "run_sample", "run_search", "timed"]
+__all__ = ["run_cube", "run_demo", "run_sample", "run_search", "run_upscale", "timed"]
 
 log = logging.getLogger(__name__)
 
@@ -164,21 +166,305 @@ def run_cube(
     return report
 
 
-def run_demo(out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
-    """The main job on the built-in sample: simulate, search, cube, composite, write Zarr."""
-    from s2scale.testing import SAMPLE_AOI
+def _fingerprint(cfg: RunConfig) -> dict[str, Any]:
+    """What determines the mosaic's bytes; a store written with another one is refused."""
+    from s2scale.infer import weights_path
+
+    model = cfg.infer.model
+    path = Path(model) if Path(model).suffix else weights_path(model)
+    digest = None
+    if path.is_file():
+        import hashlib
+
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    c = cfg.catalog
+    return {
+        "stac": c.stac, "aoi": c.aoi, "datetime": c.datetime, "collection": c.collection,
+        "max_cloud_cover": c.max_cloud_cover, "mask_snow": cfg.cube.mask_snow,
+        "model": model, "model_sha256": digest, "random_weights": cfg.infer.random_weights,
+        "halo_px": cfg.infer.halo_px, "cube_chunk_px": cfg.cube.chunk_px,
+        "infer_chunk_px": cfg.infer.chunk_px, "feather_px": cfg.mosaic.feather_px,
+        "resampling": cfg.mosaic.resampling,
+    }  # fmt: skip
+
+
+def _estimate_gpu_seconds(model: str, out_pixels: int) -> dict[str, Any]:
+    """GPU time estimate from the newest throughput benchmark record for ``model``, if any."""
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    records = sorted(results.glob("throughput-*.json")) if results.is_dir() else []
+    for path in reversed(records):
+        rec = json.loads(path.read_text())
+        entry = rec.get("results", {}).get(Path(model).stem)
+        if entry and entry.get("end_to_end_mpx_s"):
+            mpx_s = float(entry["end_to_end_mpx_s"])
+            return {
+                "seconds": round(out_pixels / 1e6 / mpx_s, 1),
+                "mpx_per_s": mpx_s,
+                "device": ", ".join(rec.get("machine", {}).get("gpus", ["cpu"])),
+                "record": path.name,
+            }
+    return {"seconds": None, "note": f"no throughput record for {model!r} under {results}"}
+
+
+def plan_upscale(cfg: RunConfig) -> tuple[catalog.SearchResult, TargetGrid, dict[str, Any]]:
+    """Search and plan without reading pixels: scenes, tiles, zones, regions, output size."""
+    timings: dict[str, float] = {}
+    with timed("search", timings):
+        result = run_search(cfg)
+    aoi = cfg.catalog.aoi
+    m = cfg.mosaic
+    grid = target_grid(aoi, crs=m.crs, resolution_m=m.resolution_m)
+    regions = plan_chunks(grid, m.chunk_px, aoi)
+    bands = len(catalog.BANDS)
+    out_px = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in regions)
+    zones = cube.plan_cubes(result, aoi, chunk_px=cfg.cube.chunk_px)
+    plan = {
+        "scenes": len(result),
+        "skipped_items": [list(s) for s in result.skipped],
+        "tiles": sorted({s.mgrs_tile for s in result}),
+        "zones": [z.to_json() for z in zones],
+        "grid": {"crs": grid.crs, "resolution_m": grid.resolution_m, "bounds": list(grid.bounds),
+                 "shape": list(grid.shape)},
+        "regions": len(regions),
+        "regions_total": regions.total_chunks,
+        "output_pixels": out_px,
+        "output_bytes": out_px * bands * 2,
+        "model": cfg.infer.model,
+        "estimated_gpu_time": _estimate_gpu_seconds(cfg.infer.model, out_px),
+        "timings_s": timings,
+    }  # fmt: skip
+    return result, grid, plan
+
+
+def build_sources(cfg: RunConfig, scenes: list[catalog.Scene]) -> tuple[list[Any], list[Any]]:
+    """Lazy per-zone composites and their super-resolved versions."""
+    from s2scale.infer import upscale
+
+    composites, sources = [], []
+    inf = cfg.infer
+    for plan in cube.plan_cubes(scenes, cfg.catalog.aoi, chunk_px=cfg.cube.chunk_px):
+        stack = cube.load_cube(
+            plan.scenes, bounds=plan.bounds, bands=(*catalog.BANDS, "scl"),
+            chunk_px=cfg.cube.chunk_px, skip_errors=cfg.catalog.skip_errors,
+        )  # fmt: skip
+        comp = cube.composite(cube.mask_clouds(stack, mask_snow=cfg.cube.mask_snow)).reflectance
+        composites.append(comp)
+        sources.append(
+            upscale(
+                comp,
+                inf.model,
+                halo_px=inf.halo_px,
+                chunk_px=inf.chunk_px,
+                tile_px=inf.tile_px,
+                batch_size=inf.batch_size,
+                device=inf.device,
+                dtype=inf.dtype,
+                compile=inf.compile,
+                random_weights=inf.random_weights,
+            )
+        )
+    return composites, sources
+
+
+def run_upscale(
+    cfg: RunConfig,
+    out: str | Path,
+    *,
+    dry_run: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    client: Any | None = None,
+) -> dict[str, Any]:
+    """Search, composite per zone, super-resolve, mosaic onto the national grid and write Zarr.
+
+    The store is written region by region with a manifest, so a rerun after a crash computes
+    only the missing regions (and gives the same bytes). With ``dry_run`` nothing is read: the
+    report is the plan (scenes, tiles, zones, regions, output size, estimated GPU time).
+    """
+    import dask
+
+    from s2scale.cluster import make_client
+    from s2scale.mosaic import mosaic, write_mosaic
+
+    result, grid, report = plan_upscale(cfg)
+    report["out"] = _redact(out)
+    if dry_run:
+        report["dry_run"] = True
+        return report
+    timings = report["timings_s"]
+    own_client = client is None
+    if own_client:
+        with timed("cluster", timings):
+            client = make_client(cfg.cluster)
+        log.warning("dashboard: %s", client.dashboard_link)
+    try:
+        report["dashboard"] = client.dashboard_link
+        with timed("check_assets", timings):
+            scenes, skipped = cube.check_assets(result.scenes, skip_errors=cfg.catalog.skip_errors)
+        report["skipped_assets"] = [list(s) for s in skipped]
+        _, sources = build_sources(cfg, scenes)
+        m = cfg.mosaic
+        mos = mosaic(sources, grid, chunk_px=m.chunk_px, feather_px=m.feather_px,
+                     aoi=cfg.catalog.aoi, resampling=m.resampling)  # fmt: skip
+        regions = plan_chunks(grid, m.chunk_px, cfg.catalog.aoi).regions
+        # Low-level fusion would drop the GPU resource annotations of the model tasks.
+        with dask.config.set({"optimization.fuse.active": False}), timed("write", timings):
+            written = write_mosaic(
+                mos, str(out), grid=grid, config_fingerprint=_fingerprint(cfg),
+                overwrite=overwrite, regions=regions,
+                progress=lambda d: _compute(d, progress=progress),
+            )  # fmt: skip
+    finally:
+        if own_client:
+            client.close()
+    report["regions_computed"] = written.regions_computed
+    report["regions_reused"] = written.regions_reused
+    report["random_weights"] = cfg.infer.random_weights
+    if cfg.mosaic.cog and not str(out).startswith(("s3://", "gs://", "az://", "memory://")):
+        report.update(_export(cfg, Path(str(out)), grid))
+    return report
+
+
+def _redact(url: str | Path) -> str:
+    from s2scale.mosaic import redact_url
+
+    return redact_url(url)
+
+
+def _export(cfg: RunConfig, store: Path, grid: TargetGrid) -> dict[str, Any]:
+    """COG of the mosaic beside the store, and a STAC collection describing it."""
+    from s2scale.mosaic import export_cog, write_stac
+
+    cog = store.with_suffix(".tif")
+    export_cog(store, cog)
+    start, end = catalog.parse_datetime_range(cfg.catalog.datetime)
+    props = {
+        "start_datetime": (start or end).isoformat(), "end_datetime": (end or start).isoformat(),
+        "s2scale:model": cfg.infer.model, "s2scale:random_weights": cfg.infer.random_weights,
+    }  # fmt: skip
+    stac = write_stac(store.parent / f"{store.stem}-stac", cogs=[cog], grid=grid, properties=props)
+    return {"cog": str(cog), "stac": str(stac)}
+
+
+def _bicubic(comp: Any, like: Any) -> Any:
+    """Bicubic 2x interpolation of a composite onto the coordinates of its SR result."""
+    import numpy as np
+    import torch
+
+    values = np.asarray(comp.values, dtype=np.float32)
+    valid = (values > 0).all(axis=0)
+    with torch.inference_mode():
+        up = torch.nn.functional.interpolate(
+            torch.from_numpy(values)[None], scale_factor=2, mode="bicubic", align_corners=False
+        )[0].numpy()
+    mask = np.repeat(np.repeat(valid, 2, axis=0), 2, axis=1)
+    out = np.where(mask, np.clip(np.rint(up), 1, 65535), 0).astype(np.uint16)
+    return like.copy(data=out)
+
+
+def _nearest(comp: Any, like: Any) -> Any:
+    """The 10 m composite repeated onto the 5 m coordinates of its SR result."""
+    import numpy as np
+
+    return like.copy(data=np.repeat(np.repeat(comp.values, 2, axis=1), 2, axis=2))
+
+
+def run_demo(
+    out: str | Path, *, overwrite: bool = False, model: str | None = None
+) -> dict[str, Any]:
+    """The main job on the built-in sample, on a local cluster.
+
+    simulator -> search -> cube -> composite -> upscale -> national mosaic -> metrics against the
+    simulator's 5 m truth. Writes ``OUT/mosaic.zarr``, ``OUT/mosaic.tif`` (COG) with a STAC
+    collection, ``OUT/quicklook.png`` (10 m input | bicubic | SR | truth), ``OUT/report.json``
+    and ``OUT/report.md``.
+    """
+    import numpy as np
+
+    from s2scale import metrics
+    from s2scale.config import ClusterConfig
+    from s2scale.mosaic import mosaic, open_mosaic, quicklook
+    from s2scale.testing import SAMPLE_AOI, render_truth
 
     out = Path(out)
-    report: dict[str, Any] = {}
+    t0 = time.perf_counter()
     sample_dir = out / "sample"
     if sample_dir.exists() and not overwrite:
         raise ConfigError(f"{str(sample_dir)!r} exists; pass --overwrite or choose another --out")
-    report["sample"] = run_sample(sample_dir)
+    report: dict[str, Any] = {"sample": run_sample(sample_dir)["sample"]}
     aoi = ",".join(str(v) for v in SAMPLE_AOI)
-    cfg = (
-        RunConfig()
-        .replace("catalog", stac=str(sample_dir / "catalog.json"), aoi=aoi, datetime=DEMO_DATETIME)
-        .replace("cube", chunk_px=256)
-    )
-    report["cube"] = run_cube(cfg, out / "composite.zarr", overwrite=overwrite)
+    cfg = RunConfig(cluster=ClusterConfig(kind="local", n_workers=2, threads_per_worker=1))
+    cfg = cfg.replace("catalog", stac=str(sample_dir / "catalog.json"), aoi=aoi,
+                      datetime=DEMO_DATETIME)  # fmt: skip
+    cfg = cfg.replace("cube", chunk_px=256).replace("infer", chunk_px=256, model=model)
+    cfg = cfg.replace("mosaic", chunk_px=512)
+    report["upscale"] = run_upscale(cfg, out / "mosaic.zarr", overwrite=overwrite)
+    # Evaluation against the simulator's truth on the national grid (small: in memory).
+    result, grid, _ = plan_upscale(cfg)
+    composites, sources = build_sources(cfg, list(result.scenes))
+    m = cfg.mosaic
+
+    def on_grid(arrays: list[Any], resampling: str) -> np.ndarray:
+        da_ = mosaic(arrays, grid, chunk_px=m.chunk_px, feather_px=m.feather_px, aoi=aoi,
+                     resampling=resampling)  # fmt: skip
+        return np.asarray(da_.compute(scheduler="threads").values)
+
+    with timed("evaluate", report["upscale"]["timings_s"]):
+        sr = open_mosaic(out / "mosaic.zarr")["reflectance"].values
+        lazy_like = [s_.compute(scheduler="threads") for s_ in sources]
+        bicubic = on_grid(
+            [_bicubic(c, s_) for c, s_ in zip(composites, lazy_like, strict=True)], m.resampling
+        )
+        nearest = on_grid(
+            [_nearest(c, s_) for c, s_ in zip(composites, lazy_like, strict=True)], "nearest"
+        )
+        truth = np.clip(np.rint(render_truth(grid) * 10000), 1, 65535).astype(np.uint16)
+    valid = (sr > 0).all(axis=0) & (bicubic > 0).all(axis=0)
+    rows, cols = np.nonzero(valid)
+    window = np.s_[:, rows.min() + 8 : rows.max() - 8, cols.min() + 8 : cols.max() - 8]
+
+    def score(img: np.ndarray) -> dict[str, float]:
+        a = img[window].astype(np.float32) / 10000
+        b = truth[window].astype(np.float32) / 10000
+        return {
+            "psnr_db": round(metrics.psnr(a, b, 1.0), 3),
+            "ssim": round(metrics.ssim(a, b, 1.0), 4),
+        }
+
+    report["metrics"] = {
+        "note": "against the simulator's 5 m truth on the national grid (reflectance, range 1.0)",
+        "model": report["upscale"]["model"],
+        "sr": score(sr), "bicubic": score(bicubic), "nearest_10m": score(nearest),
+    }  # fmt: skip
+    rgb = [2, 1, 0]
+    quicklook(
+        [("Sentinel-2 10 m (composite)", nearest[rgb]), ("bicubic", bicubic[rgb]),
+         (f"SR ({report['upscale']['model']})", sr[rgb]), ("truth 5 m", truth[rgb])],
+        out / "quicklook.png", stretch=(0, 1500),
+    )  # fmt: skip
+    report["quicklook"] = str(out / "quicklook.png")
+    report["total_s"] = round(time.perf_counter() - t0, 1)
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / "report.md").write_text(_markdown(report))
+    report["report"] = str(out / "report.json")
     return report
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    """A short human-readable report."""
+    m = report["metrics"]
+    up = report["upscale"]
+    lines = [
+        "# s2scale demo report", "",
+        f"- sample: {report['sample']['items']} scenes, tiles "
+        + ", ".join(report["sample"]["tiles"]),
+        f"- model: {m['model']}" + (" (random weights)" if up.get("random_weights") else ""),
+        f"- mosaic: {up['grid']['shape'][0]} x {up['grid']['shape'][1]} px at "
+        f"{up['grid']['resolution_m']} m ({up['grid']['crs']}), {up['regions']} regions",
+        f"- total time: {report['total_s']} s", "",
+        "| | PSNR (dB) | SSIM |", "|---|---|---|",
+    ]  # fmt: skip
+    for key in ("nearest_10m", "bicubic", "sr"):
+        lines.append(f"| {key} | {m[key]['psnr_db']} | {m[key]['ssim']} |")
+    lines += ["", m["note"], "", f"Quicklook: {report['quicklook']}", ""]
+    return "\n".join(lines)

@@ -6,7 +6,7 @@ from s2scale.errors import ConfigError, S2ScaleError
 
 
 def test_local_cluster_has_processes_and_gpu_slots():
-    cfg = ClusterConfig(kind="local", n_workers=2, threads_per_worker=1, dashboard_address=None)
+    cfg = ClusterConfig(kind="local", n_workers=2, threads_per_worker=1, dashboard_address=":0")
     with make_client(cfg) as client:
         info = client.scheduler_info()["workers"]
         assert len(info) == 2

@@ -409,7 +409,7 @@ def test_write_mosaic_on_a_threaded_local_cluster(zones, tmp_path):
     arr = mosaic(zones["feather"], grid, chunk_px=256, feather_px=32, aoi=AOI)
     with (
         distributed.LocalCluster(
-            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster),
     ):

@@ -28,7 +28,7 @@ from s2scale.mosaic.blend import (
 )
 from s2scale.mosaic.export import export_cog, quicklook, write_stac
 from s2scale.mosaic.graph import mosaic
-from s2scale.mosaic.store import WriteReport, open_mosaic, write_mosaic
+from s2scale.mosaic.store import WriteReport, open_mosaic, redact_url, write_mosaic
 
 __all__ = [
     "DEFAULT_FEATHER_PX",
@@ -42,6 +42,7 @@ __all__ = [
     "normalise_weights_block",
     "open_mosaic",
     "quicklook",
+    "redact_url",
     "reproject_block",
     "write_mosaic",
     "write_stac",
