@@ -1,0 +1,333 @@
+"""Halos and feathered sub-tile blending for chunked super-resolution (numpy only, pure).
+
+A generator's output pixel depends on the LR input within its *receptive field*. Cutting an image
+into pieces (Dask chunks, or GPU-sized sub-tiles of a chunk) and padding each piece (the networks
+zero-pad at their input edge) changes the output only within that distance of a cut. Each piece
+therefore gets ``halo_px`` LR pixels of context on every side, and only output farther than the
+halo from a cut is used.
+
+Default halos (:data:`HALO_PX`, LR = 10 m pixels, ``scale=2``) come from
+``tests/infer/measure_halo.py``: for halos ``h = 0, 2, 4, ...`` it compares the output of an LR
+crop holding an 8 x 8 px core plus ``h`` px of context (zero-padded by the network at the crop
+edge, as a sub-tile or chunk is) with the output of the whole 120 x 120 px image, and reports the
+smallest ``h`` whose largest core difference is < 0.5 DN (so rounded results agree within 1 DN);
+"grad" is the radius holding 99.9 % of the input-gradient magnitude of a centre output pixel.
+"full": default (paper) sizes, random init (seed 0). "small": 16 features and 2-8 blocks, random
+init and after 150 Adam steps of L1 on synthetic fields (2x2 mean LR), ("random" / "trained").
+
+=============  ============================  ==================  ==================  =======
+name           theoretical RF radius         full: <0.5 DN,      small: <0.5 DN      default
+               (LR px)                       grad                random / trained    halo
+=============  ============================  ==================  ==================  =======
+``srcnn``      6 (bicubic 2 + 9-5-5 convs,   6, 6                6 / 6               8
+               RF 17 px at HR)
+``srresnet``   40 (9x9 head, 16 blocks,      14, 13 (16: 0.03)   12 / 14             20
+               9x9 tail at HR)
+``esrgan``     ~350 (345 dense 3x3 convs)    6, 4                4 / 6               16
+``realesrgan`` ~700 (trunk at half LR)       10, 9               8 / 10              16
+``srvgg``      18 (3x3 convs, 16 + 2)        6, 0                6 / 8               12
+=============  ============================  ==================  ==================  =======
+
+Deep nets' theoretical receptive fields are far larger than their *effective* ones: the influence
+of an input pixel decays quickly with distance (Luo et al., 2016; RRDB's 0.2 residual scaling
+makes random-init ESRGAN trunks nearly local). Training widened the fields by up to 2 px here;
+the defaults add 2-10 px on top. Longer-trained checkpoints can need more: check one with
+``python tests/infer/measure_halo.py --checkpoint PATH`` or pass ``halo_px``.
+
+Blending (:func:`tile_process`): sub-tiles overlap by ``overlap_px >= 2 * halo_px``. Each tile's
+weight is a product of 1-D feather ramps that are 0 in the ``halo_px`` strip along every side that
+borders another tile (that strip sees the tile edge like a no-data border: its receptive field is
+cut), rise linearly across the rest of the overlap and are 1 elsewhere; sides on the block edge
+are not feathered (the block's own halo is trimmed by the caller). Outputs are accumulated as
+``sum(weight * output)`` and ``sum(weight)`` and divided, so the effective weights sum to 1 at
+every pixel whatever the order of the tiles.
+
+No data (0 in any band of the LR input) gets weight 0 and output 0 at its HR children. Every
+sub-tile of a block sees the same input, so a valid pixel near no data is equally affected in all
+tiles that hold it; the ramps make sure each output comes from a tile whose receptive field is not
+cut by a tile edge (where such a tile exists, which ``overlap_px >= 2 * halo_px`` guarantees).
+Valid output is rounded and clipped to ``[1, 65535]`` so it never reads as no data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from s2scale.errors import ConfigError
+
+__all__ = [
+    "HALO_PX",
+    "BatchPredict",
+    "blend_weights",
+    "check_tiling",
+    "default_halo_px",
+    "feather_1d",
+    "input_multiple",
+    "tile_process",
+    "tile_starts",
+    "valid_mask",
+]
+
+HALO_PX: dict[str, int] = {
+    "srcnn": 8,
+    "srresnet": 20,
+    "esrgan": 16,
+    "realesrgan": 16,
+    "srvgg": 12,
+}
+"""Default halo in LR (10 m) pixels per registry name; see the module docstring for the numbers."""
+
+Window = tuple[slice, slice]
+BatchPredict = Callable[[np.ndarray], np.ndarray]
+"""``(N, C, h, w) uint16 -> (N, C, h*scale, w*scale)`` float32 DN (or uint16)."""
+
+
+def default_halo_px(arch: str) -> int:
+    """Default halo in LR pixels for a registry name.
+
+    Examples
+    --------
+    >>> default_halo_px("srresnet")
+    20
+    """
+    if arch not in HALO_PX:
+        raise ConfigError(f"no default halo for {arch!r}; known: {sorted(HALO_PX)}; pass halo_px")
+    return HALO_PX[arch]
+
+
+def tile_starts(size: int, tile_px: int, overlap_px: int, align: int = 1) -> list[int]:
+    """Starts of evenly spread tiles of ``tile_px`` covering ``[0, size)``, overlapping >= overlap.
+
+    The last tile ends at ``size``; a size up to ``tile_px`` gives one tile of that size. With
+    ``align > 1`` starts and tile edges are multiples of ``align`` (``size`` must be one).
+
+    Examples
+    --------
+    >>> tile_starts(10, 4, 1)
+    [0, 3, 6]
+    >>> tile_starts(3, 4, 1)
+    [0]
+    >>> tile_starts(12, 6, 1, align=2)
+    [0, 4, 6]
+    """
+    tile_px -= tile_px % align
+    if size <= tile_px:
+        return [0]
+    size_a, tile_a, overlap_a = size // align, tile_px // align, -(-overlap_px // align)
+    n = -(-(size_a - overlap_a) // (tile_a - overlap_a))
+    return [int(v) * align for v in np.round(np.linspace(0, size_a - tile_a, n))]
+
+
+def input_multiple(arch: str, scale: int) -> int:
+    """Edge multiple a generator's input needs: Real-ESRGAN pixel-unshuffles by 4 // scale.
+
+    Chunk and tile edges must then sit on multiples of it, or outputs shift by a phase.
+
+    Examples
+    --------
+    >>> input_multiple("realesrgan", 2), input_multiple("srresnet", 2)
+    (2, 1)
+    """
+    if arch == "realesrgan":
+        return {1: 4, 2: 2}.get(scale, 1)
+    return 1
+
+
+def feather_1d(
+    length: int, lo_overlap: int, hi_overlap: int, halo_px: int, *, scale: int = 1
+) -> np.ndarray:
+    """1-D blend weights of one tile of ``length`` LR px, at ``scale`` (HR px), float32.
+
+    ``lo_overlap``/``hi_overlap`` are the overlaps with the neighbouring tile before/after it (0:
+    no neighbour, no feathering). On a side with a neighbour the weight is 0 for ``halo_px`` px,
+    then ramps linearly across the remaining ``overlap - 2 * halo_px`` px (a hard switch when
+    that is 0). Ramps of two neighbours sharing an overlap sum to 1.
+
+    Examples
+    --------
+    >>> feather_1d(6, 0, 4, 1).tolist()
+    [1.0, 1.0, 1.0, 0.75, 0.25, 0.0]
+    """
+    n, h = length * scale, halo_px * scale
+    dist = np.arange(n, dtype=np.float32)
+    w = np.ones(n, np.float32)
+    for overlap, d in ((lo_overlap, dist), (hi_overlap, dist[::-1])):
+        if overlap <= 0:
+            continue
+        ramp = (overlap - 2 * halo_px) * scale
+        if ramp > 0:
+            w = np.minimum(w, np.clip((d - h + 0.5) / ramp, 0.0, 1.0))
+        else:
+            w = np.minimum(w, (d >= h).astype(np.float32))
+    return w
+
+
+def check_tiling(tile_px: int, overlap_px: int, halo_px: int, align: int = 1) -> None:
+    """Raise ConfigError for inconsistent sub-tile, overlap and halo sizes (LR px).
+
+    Examples
+    --------
+    >>> check_tiling(512, 40, 16)
+    """
+    if halo_px < 0 or overlap_px < 0:
+        raise ConfigError(f"halo_px={halo_px} and overlap_px={overlap_px} must be >= 0")
+    if overlap_px < 2 * halo_px:
+        raise ConfigError(
+            f"overlap_px={overlap_px} must be >= 2 * halo_px = {2 * halo_px} so that every output "
+            "pixel has one sub-tile holding its whole receptive field; raise overlap_px"
+        )
+    if tile_px - tile_px % align <= -(-overlap_px // align) * align:
+        raise ConfigError(
+            f"tile_px={tile_px} must exceed overlap_px={overlap_px} (both rounded to multiples "
+            f"of {align}, the model's input multiple); raise tile_px"
+        )
+
+
+def _axis_tiles(
+    size: int, tile_px: int, overlap_px: int, align: int
+) -> list[tuple[int, int, int, int]]:
+    """``(start, stop, lo_overlap, hi_overlap)`` of the tiles along one axis."""
+    starts = tile_starts(size, tile_px, overlap_px, align)
+    stops = [min(s + tile_px - tile_px % align, size) for s in starts]
+    out = []
+    for i, (a, b) in enumerate(zip(starts, stops, strict=True)):
+        lo = stops[i - 1] - a if i > 0 else 0
+        hi = b - starts[i + 1] if i + 1 < len(starts) else 0
+        out.append((a, b, lo, hi))
+    return out
+
+
+def blend_weights(
+    shape: tuple[int, int],
+    tile_px: int,
+    overlap_px: int,
+    halo_px: int = 0,
+    *,
+    scale: int = 1,
+    align: int = 1,
+) -> Iterator[tuple[Window, np.ndarray]]:
+    """Yield ``(LR window, HR weights)`` of the sub-tiles of an LR block of ``shape`` (y, x).
+
+    Weights are float32 of shape ``(h*scale, w*scale)``, the outer product of :func:`feather_1d`
+    along y and x. Summed over all tiles they are > 0 at every HR pixel. ``align``: see
+    :func:`tile_starts`.
+
+    Examples
+    --------
+    >>> [w.shape for _, w in blend_weights((6, 4), 4, 2)]
+    [(4, 4), (4, 4)]
+    """
+    check_tiling(tile_px, overlap_px, halo_px, align)
+    ys = _axis_tiles(shape[0], tile_px, overlap_px, align)
+    xs = _axis_tiles(shape[1], tile_px, overlap_px, align)
+    for y0, y1, ylo, yhi in ys:
+        wy = feather_1d(y1 - y0, ylo, yhi, halo_px, scale=scale)
+        for x0, x1, xlo, xhi in xs:
+            wx = feather_1d(x1 - x0, xlo, xhi, halo_px, scale=scale)
+            yield (slice(y0, y1), slice(x0, x1)), wy[:, None] * wx[None, :]
+
+
+def valid_mask(block: np.ndarray) -> np.ndarray:
+    """``(y, x)`` bool: True where every band of a ``(band, y, x)`` block is > 0 (not no data).
+
+    Examples
+    --------
+    >>> valid_mask(np.array([[[1, 0]], [[2, 3]]], np.uint16)).tolist()
+    [[True, False]]
+    """
+    return np.all(block > 0, axis=0)
+
+
+def _hr(window: Window, scale: int) -> Window:
+    """The HR window of an LR window."""
+    y, x = window
+    return slice(y.start * scale, y.stop * scale), slice(x.start * scale, x.stop * scale)
+
+
+def tile_process(
+    block: np.ndarray,
+    predict: BatchPredict,
+    *,
+    scale: int,
+    tile_px: int,
+    overlap_px: int,
+    halo_px: int,
+    batch_size: int = 1,
+    align: int = 1,
+) -> np.ndarray:
+    """Upscale a ``(band, y, x)`` uint16 block through feathered, batched sub-tiles.
+
+    Parameters
+    ----------
+    block
+        ``(C, H, W)`` uint16 harmonised DN, 0 = no data.
+    predict
+        Batch upscaler, ``(N, C, h, w) uint16 -> (N, C, h*scale, w*scale)`` DN (float32 or
+        uint16); called with at most ``batch_size`` equally shaped tiles.
+    scale
+        Upscaling factor.
+    tile_px, overlap_px, halo_px
+        Sub-tile edge, overlap between neighbouring sub-tiles and the model's halo, in LR px;
+        ``overlap_px >= 2 * halo_px``.
+    batch_size
+        Sub-tiles per ``predict`` call.
+    align
+        Input multiple of the model (:func:`input_multiple`): the block is zero-padded at its
+        far end to a multiple of it, and sub-tiles start on multiples of it.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C, H*scale, W*scale)`` uint16; 0 under LR no data, else in ``[1, 65535]``.
+
+    Raises
+    ------
+    ConfigError
+        If ``overlap_px < 2 * halo_px``, ``tile_px <= overlap_px`` or ``batch_size < 1``.
+
+    Examples
+    --------
+    >>> nn = lambda t: t.repeat(2, axis=-2).repeat(2, axis=-1)
+    >>> blk = np.arange(1, 37, dtype=np.uint16).reshape(1, 6, 6)
+    >>> out = tile_process(blk, nn, scale=2, tile_px=4, overlap_px=2, halo_px=1)
+    >>> bool((out == nn(blk)).all())
+    True
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    c, height, width = block.shape
+    pad = (-height % align, -width % align)
+    if any(pad):
+        block = np.pad(block, ((0, 0), (0, pad[0]), (0, pad[1])))
+        full = tile_process(
+            block,
+            predict,
+            scale=scale,
+            tile_px=tile_px,
+            overlap_px=overlap_px,
+            halo_px=halo_px,
+            batch_size=batch_size,
+            align=align,
+        )
+        return full[:, : height * scale, : width * scale]
+    acc = np.zeros((c, height * scale, width * scale), np.float32)
+    wsum = np.zeros((height * scale, width * scale), np.float32)
+    valid = valid_mask(block)
+    valid_hr = valid.repeat(scale, axis=0).repeat(scale, axis=1)
+    tiles = list(
+        blend_weights((height, width), tile_px, overlap_px, halo_px, scale=scale, align=align)
+    )
+    for i in range(0, len(tiles), batch_size):
+        batch = tiles[i : i + batch_size]
+        out = predict(np.stack([block[:, win[0], win[1]] for win, _ in batch]))
+        for (win, weight), tile_out in zip(batch, out, strict=True):
+            hy, hx = _hr(win, scale)
+            w = weight * valid_hr[hy, hx]
+            acc[:, hy, hx] += w * tile_out.astype(np.float32, copy=False)
+            wsum[hy, hx] += w
+    result = np.divide(acc, wsum, out=np.zeros_like(acc), where=wsum > 0)
+    result = np.clip(np.rint(result), 1, 65535).astype(np.uint16)
+    result[:, ~valid_hr] = 0
+    return result

@@ -1,0 +1,377 @@
+"""Seamless chunked super-resolution of a cube: the block kernel, the Dask graph, the public face.
+
+Layers (STYLE section 2): :func:`upscale_block` (numpy kernel: a block with its halo in, the
+trimmed core out), :func:`upscale_dask` (the graph over a Dask array; never computes) and
+:func:`upscale` (``xarray.DataArray`` in and out: checks, model resolution, 5 m coordinates, CRS).
+
+Overlap follows STYLE section 8: every block gets ``margin_px`` of context on each spatial side
+with ``boundary="reflect"`` (so every block has the same margin and one trim rule fits all), the
+kernel trims ``margin_px * scale`` itself. The graph is ``da.overlap.overlap`` + ``map_blocks``,
+which is what ``da.map_overlap(..., trim=False)`` does, split so that only the model task carries
+the ``GPU`` resource annotation: workers started with ``resources={"GPU": 1}`` then run one model
+task at a time while reading, overlap assembly and writing run in their other threads. Low-level
+task fusion can merge annotated with plain tasks and lose the annotation; with distributed,
+compute under ``dask.config.set({"optimization.fuse.active": False})`` to be sure.
+
+Only plain values enter the graph (a checkpoint path and :class:`TorchPredictor`'s fields, never
+an ``nn.Module``); workers load the model once per process (:mod:`s2scale.infer.predictor`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from affine import Affine
+
+from s2scale.errors import CheckpointError, ConfigError, GridMismatchError
+from s2scale.infer.predictor import DTypeName, Predictor, TorchPredictor
+from s2scale.infer.tiling import check_tiling, default_halo_px, input_multiple
+from s2scale.models import GENERATORS, read_checkpoint
+
+__all__ = ["upscale", "upscale_block", "upscale_dask", "weights_path"]
+
+log = logging.getLogger(__name__)
+
+_DIMS = (("band", "y", "x"), ("time", "band", "y", "x"))
+
+
+def upscale_block(block: np.ndarray, *, predict: Predictor, margin: int, scale: int) -> np.ndarray:
+    """Upscale a block that includes its halo and return the trimmed core.
+
+    Parameters
+    ----------
+    block
+        ``(..., C, y + 2*margin, x + 2*margin)`` uint16 DN, 0 = no data; leading dims (time)
+        are processed one by one.
+    predict
+        ``(C, h, w) uint16 -> (C, h*scale, w*scale) uint16``.
+    margin
+        Halo on each spatial side, LR px.
+    scale
+        Upscaling factor.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(..., C, y*scale, x*scale)`` uint16.
+
+    Examples
+    --------
+    >>> nn = lambda b: b.repeat(2, axis=-2).repeat(2, axis=-1)
+    >>> upscale_block(np.ones((1, 1, 4, 4), np.uint16), predict=nn, margin=1, scale=2).shape
+    (1, 1, 4, 4)
+    """
+    flat = block.reshape(-1, *block.shape[-3:])
+    out = np.stack([predict(b) for b in flat]) if len(flat) else None
+    c, h, w = block.shape[-3], block.shape[-2] * scale, block.shape[-1] * scale
+    if out is None:
+        out = np.zeros((0, c, h, w), np.uint16)
+    out = out.reshape(*block.shape[:-3], c, h, w)
+    m = margin * scale
+    return out[..., m : h - m, m : w - m]
+
+
+def _upscale_chunk(block: np.ndarray, *, margin: int, scale: int, predict: Predictor) -> np.ndarray:
+    """Dask task: the kernel with a (plain-valued) predictor."""
+    return upscale_block(block, predict=predict, margin=margin, scale=scale)
+
+
+def _merge_tail(chunks: tuple[int, ...], min_px: int) -> tuple[int, ...]:
+    """Merge a last chunk smaller than ``min_px`` into its neighbour (starts stay aligned)."""
+    if len(chunks) > 1 and chunks[-1] < min_px:
+        return (*chunks[:-2], chunks[-2] + chunks[-1])
+    return chunks
+
+
+def upscale_dask(
+    arr: da.Array,
+    predict: Predictor,
+    *,
+    margin_px: int,
+    scale: int,
+    chunk_px: int | None = None,
+    align: int = 1,
+) -> da.Array:
+    """Build the lazy upscaling graph over a ``(band, y, x)`` or ``(time, band, y, x)`` array.
+
+    Parameters
+    ----------
+    arr
+        uint16 DN, 0 = no data. The band axis is merged into one chunk.
+    predict
+        Block upscaler; a :class:`TorchPredictor` keeps the graph small (plain values only).
+    margin_px
+        Halo per spatial side in LR px; spatial chunks must be >= ``2 * margin_px`` (a smaller
+        last chunk is merged into its neighbour; a single chunk needs >= ``margin_px``).
+    scale
+        Upscaling factor.
+    chunk_px
+        Rechunk y and x to this edge first (None keeps the chunks).
+    align
+        The model's input multiple: ``margin_px`` and all chunks but the last must be multiples.
+
+    Returns
+    -------
+    dask.array.Array
+        ``(..., band, y*scale, x*scale)`` uint16, spatial chunks times ``scale``; the model tasks
+        are annotated ``resources={"GPU": 1}``.
+
+    Raises
+    ------
+    GridMismatchError
+        If a spatial chunk is smaller than ``2 * margin_px`` or chunks are not aligned.
+    """
+    yx = (arr.ndim - 2, arr.ndim - 1)
+    spec: dict[int, Any] = {arr.ndim - 3: -1}
+    if chunk_px is not None:
+        spec.update(dict.fromkeys(yx, chunk_px))
+    arr = arr.rechunk(spec)
+    regular = [c for ax in yx for c in arr.chunks[ax][:-1]]
+    arr = arr.rechunk({ax: _merge_tail(arr.chunks[ax], 2 * margin_px) for ax in yx})
+    smallest = min(min(arr.chunks[ax]) for ax in yx)
+    if (regular and min(regular) < 2 * margin_px) or smallest < margin_px:
+        raise GridMismatchError(
+            f"margin_px={margin_px} needs spatial chunks >= {2 * margin_px}px, got chunks of "
+            f"{min(regular or [smallest])}px (array {arr.shape[-2]}x{arr.shape[-1]}); increase "
+            "chunk_px (cube.chunk_px) or lower halo_px"
+        )
+    if align > 1 and (
+        margin_px % align or any(c % align for ax in yx for c in arr.chunks[ax][:-1])
+    ):
+        raise GridMismatchError(
+            f"this model needs halo_px and spatial chunks in multiples of {align}, got "
+            f"halo_px={margin_px} and chunks {arr.chunks[-2]} x {arr.chunks[-1]}; use an even "
+            "chunk_px and halo_px"
+        )
+    depth = dict.fromkeys(yx, margin_px)
+    padded = da.overlap.overlap(arr, depth=depth, boundary=dict.fromkeys(yx, "reflect"))
+    out_chunks = (*arr.chunks[:-2], *(tuple(c * scale for c in arr.chunks[ax]) for ax in yx))
+    with dask.annotate(resources={"GPU": 1}):
+        return padded.map_blocks(
+            _upscale_chunk,
+            margin=margin_px,
+            scale=scale,
+            predict=predict,
+            chunks=out_chunks,
+            dtype=np.uint16,
+            meta=np.empty((0,) * arr.ndim, np.uint16),
+            token="upscale",
+        )
+
+
+def weights_path(name: str) -> Path:
+    """Where the shipped checkpoint of registry model ``name`` lives (it may not exist)."""
+    return Path(str(resources.files("s2scale"))) / "weights" / f"{name}.pt"
+
+
+def _resolve_model(
+    model: str | os.PathLike[str], random_weights: bool
+) -> tuple[str | None, str, tuple[str, ...] | None, int]:
+    """``(checkpoint path or None, arch, band names or None, scale)`` of a model spec."""
+    if isinstance(model, str) and model in GENERATORS:
+        if random_weights:
+            return None, model, None, 2
+        path = weights_path(model)
+        if not path.is_file():
+            raise CheckpointError(
+                f"no checkpoint for model {model!r}: expected the shipped weights at {path}; "
+                "pass model=PATH to a checkpoint (train one with `s2scale train`, or save one "
+                "with s2scale.models.save_checkpoint), or random_weights=True for an untrained "
+                "net (tests and benchmarks only)"
+            )
+    else:
+        path = Path(model)
+        if isinstance(model, str) and not path.suffix and len(path.parts) == 1:
+            raise ConfigError(
+                f"unknown model {model!r}; use a registry name ({', '.join(sorted(GENERATORS))}) "
+                "or a checkpoint path (*.pt)"
+            )
+        if random_weights:
+            raise ConfigError("random_weights=True needs a registry name, not a checkpoint path")
+    ckpt = read_checkpoint(path)
+    return str(path.resolve()), ckpt.arch, ckpt.bands, ckpt.scale
+
+
+def _hr_centres(centres: np.ndarray, res: float, scale: int) -> np.ndarray:
+    """Pixel centres of the ``scale`` x ``scale`` children of each LR pixel centre."""
+    offsets = (np.arange(scale) + 0.5) / scale - 0.5
+    return (centres[:, None] + res * offsets[None, :]).ravel()
+
+
+def _check_cube(cube: xr.DataArray) -> None:
+    """Raise ConfigError for wrong type, dims or dtype."""
+    if not isinstance(cube, xr.DataArray):
+        raise ConfigError(f"upscale needs an xarray.DataArray, got {type(cube).__name__}")
+    if cube.dims not in _DIMS:
+        raise ConfigError(f"upscale needs dims {_DIMS[0]} or {_DIMS[1]}, got {cube.dims}")
+    if cube.dtype != np.uint16:
+        raise ConfigError(
+            f"upscale needs uint16 harmonised DN (reflectance * 10000), got {cube.dtype}"
+        )
+    if cube.sizes["x"] < 2 or cube.sizes["y"] < 2:
+        raise ConfigError(f"upscale needs at least 2x2 pixels, got {dict(cube.sizes)}")
+
+
+def upscale(
+    cube: xr.DataArray,
+    model: str | os.PathLike[str] = "srresnet",
+    *,
+    halo_px: int | None = None,
+    chunk_px: int | None = None,
+    tile_px: int = 512,
+    overlap_px: int | None = None,
+    batch_size: int = 4,
+    device: str = "auto",
+    dtype: DTypeName = "auto",
+    compile: bool = False,
+    random_weights: bool = False,
+    model_kwargs: Mapping[str, Any] | None = None,
+    seed: int = 0,
+) -> xr.DataArray:
+    """Super-resolve a cube or composite lazily (10 m -> 5 m for ``scale=2``).
+
+    Parameters
+    ----------
+    cube
+        ``(band, y, x)`` or ``(time, band, y, x)`` uint16 harmonised DN (0 = no data) with
+        pixel-centre coordinates and a rioxarray CRS; numpy- or Dask-backed.
+    model
+        A registry name (``"srresnet"``, ...: its shipped checkpoint ``s2scale/weights/<name>.pt``,
+        or a random-init net with ``random_weights=True``) or a checkpoint path.
+    halo_px
+        Context per chunk side in 10 m px; default :data:`~s2scale.infer.tiling.HALO_PX` of the
+        arch.
+    chunk_px
+        Spatial chunk edge in 10 m px (numpy input: default 1024; Dask input: rechunk if given).
+    tile_px, overlap_px, batch_size
+        GPU sub-tile edge, sub-tile overlap (default ``2 * halo_px + 8``) and tiles per pass.
+    device, dtype, compile
+        ``"auto"``/``"cuda"``/``"cpu"``; autocast dtype (``"auto"``: bfloat16 on CUDA, else
+        float32); :func:`torch.compile`.
+    random_weights
+        Use an untrained ``model`` net (tests, benchmarks); recorded in the result's attrs.
+    model_kwargs, seed
+        Constructor kwargs and seed of the random-weight net.
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy, same dims, uint16 (0 = no data), ``scale`` times the pixels; 5 m pixel centres
+        (each 10 m centre splits into centres at -/+ 2.5 m), same CRS, transform with the pixel
+        size divided by ``scale`` and the same origin. Attrs ``model``, ``checkpoint``,
+        ``halo_px``, ``scale`` and ``random_weights`` (0/1).
+
+    Raises
+    ------
+    ConfigError
+        Bad dims/dtype, unknown model name, bands that differ from the model's, inconsistent
+        ``tile_px``/``overlap_px``/``halo_px``/``batch_size``.
+    CheckpointError
+        Missing or invalid checkpoint.
+    GridMismatchError
+        Chunks smaller than ``2 * halo_px`` (or not aligned for Real-ESRGAN).
+
+    Notes
+    -----
+    The model tasks carry ``resources={"GPU": 1}``; start GPU workers with that resource. Dask's
+    low-level fusion drops the annotation (checked with dask/distributed 2026.8.0), so compute
+    under ``dask.config.set({"optimization.fuse.active": False})``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> yx = {"y": 95.0 - 10 * np.arange(8), "x": 5.0 + 10 * np.arange(8)}
+    >>> cube = xr.DataArray(
+    ...     np.full((2, 8, 8), 1000, np.uint16), dims=("band", "y", "x"),
+    ...     coords={"band": ["red", "nir"], **yx},
+    ... ).rio.write_crs("EPSG:32633")
+    >>> tiny = {"num_feat": 4, "num_conv": 1}
+    >>> sr = upscale(cube, "srvgg", random_weights=True, model_kwargs=tiny, halo_px=2, device="cpu")
+    >>> sr.shape, sr.x.values[:2].tolist(), sr.attrs["random_weights"]
+    ((2, 16, 16), [2.5, 7.5], 1)
+    """
+    _check_cube(cube)
+    if model_kwargs and not random_weights:
+        raise ConfigError("model_kwargs only apply with random_weights=True")
+    checkpoint, arch, model_bands, scale = _resolve_model(model, random_weights)
+    names = tuple(str(b) for b in cube["band"].values) if "band" in cube.coords else None
+    n_bands = cube.sizes["band"]
+    if model_bands is None:
+        model_bands = names or tuple(f"band{i}" for i in range(n_bands))
+    if (names is not None and names != model_bands) or len(model_bands) != n_bands:
+        raise ConfigError(
+            f"the cube has bands {list(names) if names else n_bands} but model {arch!r} "
+            f"({checkpoint or 'random weights'}) expects {list(model_bands)}; select or reorder "
+            "the cube's bands (cube.sel(band=[...])) or use a checkpoint for these bands"
+        )
+    halo = default_halo_px(arch) if halo_px is None else halo_px
+    if isinstance(halo, bool) or not isinstance(halo, int) or halo < 0:
+        raise ConfigError(f"halo_px must be an int >= 0, got {halo_px!r}")
+    align = input_multiple(arch, scale)
+    overlap = 2 * halo + 8 if overlap_px is None else overlap_px
+    overlap += -overlap % align
+    check_tiling(tile_px, overlap, halo, align)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    predict = TorchPredictor(
+        checkpoint=checkpoint,
+        arch=arch if checkpoint is None else None,
+        model_kwargs=tuple(sorted((model_kwargs or {}).items())),
+        bands=model_bands if checkpoint is None else (),
+        scale=scale,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        tile_px=tile_px,
+        overlap_px=overlap,
+        halo_px=halo,
+        batch_size=batch_size,
+        compile=compile,
+    )
+    data = cube.data
+    if not isinstance(data, da.Array):
+        data = da.from_array(np.asarray(data), chunks=(1,) * (cube.ndim - 3) + (-1, 1024, 1024))
+        chunk_px = chunk_px or 1024
+    out = upscale_dask(data, predict, margin_px=halo, scale=scale, chunk_px=chunk_px, align=align)
+    if random_weights:
+        log.warning("upscale: %s with RANDOM weights (not a trained model)", arch)
+    return _wrap(cube, out, scale, arch=arch, checkpoint=checkpoint, halo=halo)
+
+
+def _wrap(
+    cube: xr.DataArray, out: da.Array, scale: int, *, arch: str, checkpoint: str | None, halo: int
+) -> xr.DataArray:
+    """Wrap the upscaled array with 5 m coordinates, the cube's other coords, CRS and attrs."""
+    crs = cube.rio.crs
+    t = cube.rio.transform()
+    coords: dict[str, Any] = {
+        str(k): v
+        for k, v in cube.coords.items()
+        if not {"y", "x"} & set(v.dims) and k != "spatial_ref"
+    }
+    coords["y"] = _hr_centres(cube["y"].values, t.e, scale)
+    coords["x"] = _hr_centres(cube["x"].values, t.a, scale)
+    attrs = {
+        **cube.attrs,
+        "model": arch,
+        "checkpoint": checkpoint or "",
+        "halo_px": halo,
+        "scale": scale,
+        "random_weights": int(checkpoint is None),
+    }
+    result = xr.DataArray(out, dims=cube.dims, coords=coords, attrs=attrs)
+    result.name = cube.name  # not the Dask key name, which xarray would pick up
+    if crs is not None:
+        result = result.rio.write_crs(crs)
+    hr = Affine(t.a / scale, t.b / scale, t.c, t.d / scale, t.e / scale, t.f)
+    return result.rio.write_transform(hr)
