@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -105,9 +106,10 @@ def main(verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
-    # distributed installs its own INFO handlers; keep the cluster quiet unless asked.
-    for name in ("distributed", "bokeh", "tornado"):
-        logging.getLogger(name).setLevel(level if verbose else logging.WARNING)
+    # distributed configures its own INFO loggers when imported; keep the cluster quiet unless
+    # asked (dask reads this before distributed is first imported).
+    if not verbose:
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 
 @main.command()

@@ -58,7 +58,9 @@ def _compute(delayed: Any, *, progress: bool) -> None:
             delayed.compute()
         return
     future = client.compute(delayed)
-    dist_progress(future)
+    # distributed's text bar writes to stdout; keep stdout clean for the JSON reports.
+    with contextlib.redirect_stdout(sys.stderr):
+        dist_progress(future)
     future.result()
 
 
