@@ -21,6 +21,14 @@ _PUBLIC = {
     "write_cube": "s2scale.cube",
     "read_cube": "s2scale.cube",
     "resolve_aoi": "s2scale.grid",
+    "target_grid": "s2scale.grid",
+    "upscale": "s2scale.infer",
+    "mosaic": "s2scale.mosaic",
+    "write_mosaic": "s2scale.mosaic",
+    "open_mosaic": "s2scale.mosaic",
+    "make_client": "s2scale.cluster",
+    "build_generator": "s2scale.models",
+    "load_generator": "s2scale.models",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

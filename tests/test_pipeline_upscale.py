@@ -1,0 +1,225 @@
+"""The upscale job end to end on the simulated sample: plan, run, resume after kills, bad input.
+
+A tiny checkpoint stands in for the shipped generators so that the runs take seconds on CPU.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from s2scale.config import ClusterConfig, RunConfig
+from s2scale.errors import ConfigError, GridMismatchError, NoScenesFoundError
+from s2scale.pipeline import run_upscale
+from s2scale.testing import SAMPLE_AOI
+
+AOI = ",".join(map(str, SAMPLE_AOI))
+SUMMER = "2024-06-01/2024-08-31"
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    from s2scale.models import build_generator, save_checkpoint
+
+    net = build_generator("srvgg", bands=4, scale=2, num_feat=8, num_conv=2, seed=0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(
+        path,
+        net,
+        bands=["blue", "green", "red", "nir"],
+        normalization={"offset": 0.0, "scale": 10000.0},
+    )
+    return path
+
+
+def _cfg(sample, ckpt, **mosaic):
+    cfg = RunConfig(cluster=ClusterConfig(kind="local", n_workers=2, threads_per_worker=1))
+    cfg = cfg.replace("catalog", stac=str(sample.catalog), aoi=AOI, datetime=SUMMER)
+    cfg = cfg.replace("cube", chunk_px=256).replace("infer", model=str(ckpt), chunk_px=128)
+    return cfg.replace("mosaic", chunk_px=256, cog=False, **mosaic)
+
+
+def _config_yaml(tmp_path, sample, ckpt):
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        f"catalog: {{stac: '{sample.catalog}', aoi: '{AOI}', datetime: '{SUMMER}'}}\n"
+        "cube: {chunk_px: 256}\n"
+        f"infer: {{model: '{ckpt}', chunk_px: 128}}\n"
+        "mosaic: {chunk_px: 256, cog: false}\n"
+        "cluster: {kind: local, n_workers: 2, threads_per_worker: 1}\n"
+    )
+    return path
+
+
+def _chunk_bytes(store):
+    root = Path(store) / "reflectance"
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _done(store):
+    try:
+        done = zarr.open_array(str(Path(store) / "_s2scale" / "done"), mode="r")
+        return int(np.asarray(done[:]).sum())
+    except (FileNotFoundError, KeyError, ValueError, zarr.errors.NodeNotFoundError):
+        return 0
+
+
+@pytest.fixture(scope="module")
+def reference(sample, tiny_ckpt, tmp_path_factory):
+    """An uninterrupted run: its report and chunk bytes."""
+    store = tmp_path_factory.mktemp("ref") / "mosaic.zarr"
+    report = run_upscale(_cfg(sample, tiny_ckpt), store, progress=False)
+    return report, _chunk_bytes(store)
+
+
+def test_upscale_writes_the_national_grid(reference, sample):
+    import xarray as xr
+
+    report, _ = reference
+    assert report["regions_computed"] == report["regions"] > 4 and report["regions_reused"] == 0
+    store = Path(report["out"])
+    ds = xr.open_zarr(store, consolidated=False)
+    sr = ds["reflectance"]
+    assert sr.dims == ("band", "y", "x") and sr.dtype == np.uint16
+    assert sr.rio.crs.to_epsg() == 3035 and sr.rio.transform().a == 5.0
+    values = sr.values
+    assert (values > 0).all(axis=0).mean() > 0.5  # the AOI is inside the grid's bounding box
+    assert values.max() < 10000
+
+
+def test_dry_run_plans_without_reading(sample, tiny_ckpt, tmp_path):
+    plan = run_upscale(_cfg(sample, tiny_ckpt), tmp_path / "x.zarr", dry_run=True)
+    assert plan["dry_run"] and not (tmp_path / "x.zarr").exists()
+    assert plan["scenes"] == 10 and plan["tiles"] == ["32TQT", "33TTN"]
+    assert plan["regions"] > 4 and plan["output_bytes"] == plan["output_pixels"] * 8
+    assert "estimated_gpu_time" in plan
+
+
+def test_rerun_reuses_everything(reference, sample, tiny_ckpt):
+    report, chunks = reference
+    again = run_upscale(_cfg(sample, tiny_ckpt), report["out"], progress=False)
+    assert again["regions_computed"] == 0 and again["regions_reused"] == report["regions"]
+    assert _chunk_bytes(report["out"]) == chunks
+
+
+def test_resume_after_sigkill_of_the_client(reference, sample, tiny_ckpt, tmp_path):
+    _, expected = reference
+    store = tmp_path / "mosaic.zarr"
+    config = _config_yaml(tmp_path, sample, tiny_ckpt)
+    cmd = [
+        sys.executable,
+        "-m",
+        "s2scale.cli",
+        "upscale",
+        "--config",
+        str(config),
+        "--out",
+        str(store),
+    ]
+    log = (tmp_path / "killed-run.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while _done(store) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the client and its local cluster die at once
+    proc.wait()
+    done_before = _done(store)
+    log.close()
+    assert done_before >= 3, (tmp_path / "killed-run.log").read_text()[-3000:]
+    out = subprocess.run([*cmd], capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout)
+    assert report["regions_reused"] == done_before
+    assert report["regions_computed"] == report["regions"] - done_before > 0
+    assert _chunk_bytes(store) == expected
+
+
+def test_resume_after_a_worker_is_killed(reference, sample, tiny_ckpt, tmp_path):
+    """SIGKILL one worker process mid-run: the scheduler reruns its tasks; same bytes."""
+    import threading
+
+    from distributed import Client, LocalCluster
+
+    _, expected = reference
+    store = tmp_path / "mosaic.zarr"
+    killed = {}
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            resources={"GPU": 1},
+            dashboard_address=":0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        pids = client.run(os.getpid)
+
+        def killer():
+            deadline = time.monotonic() + 240
+            while _done(store) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            victim = sorted(pids.values())[0]
+            os.kill(victim, signal.SIGKILL)
+            killed["pid"] = victim
+            killed["done"] = _done(store)
+
+        thread = threading.Thread(target=killer)
+        thread.start()
+        report = run_upscale(_cfg(sample, tiny_ckpt), store, progress=False, client=client)
+        thread.join()
+    assert killed and killed["done"] < report["regions"]
+    assert report["regions_computed"] == report["regions"]
+    assert _chunk_bytes(store) == expected
+
+
+def test_store_of_another_configuration_is_refused(reference, sample, tiny_ckpt):
+    report, chunks = reference
+    with pytest.raises(GridMismatchError, match="overwrite"):
+        run_upscale(_cfg(sample, tiny_ckpt, feather_px=8), report["out"], progress=False)
+    assert _chunk_bytes(report["out"]) == chunks  # nothing was touched
+
+
+def test_bad_input_is_refused_early(sample, tiny_ckpt, tmp_path):
+    with pytest.raises(NoScenesFoundError, match="2019-01-01"):
+        run_upscale(
+            _cfg(sample, tiny_ckpt).replace("catalog", datetime="2019-01-01/2019-02-01"),
+            tmp_path / "a.zarr",
+            progress=False,
+        )
+    with pytest.raises(GridMismatchError, match="halo"):
+        run_upscale(
+            _cfg(sample, tiny_ckpt).replace("infer", chunk_px=32, halo_px=20),
+            tmp_path / "b.zarr",
+            progress=False,
+        )
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(Exception, match=str(missing)):
+        run_upscale(
+            _cfg(sample, tiny_ckpt).replace("infer", model=str(missing)),
+            tmp_path / "c.zarr",
+            progress=False,
+        )
+    from s2scale.models import build_generator, save_checkpoint
+
+    rgb = tmp_path / "rgb.pt"
+    save_checkpoint(
+        rgb,
+        build_generator("srvgg", bands=3, num_feat=4, num_conv=1),
+        bands=["red", "green", "blue"],
+        normalization={"offset": 0, "scale": 1e4},
+    )
+    with pytest.raises(ConfigError, match="band"):
+        run_upscale(
+            _cfg(sample, tiny_ckpt).replace("infer", model=str(rgb)),
+            tmp_path / "d.zarr",
+            progress=False,
+        )
+    with pytest.raises(ConfigError, match="'gpu-farm' is unknown"):
+        _cfg(sample, tiny_ckpt).replace("cluster", kind="gpu-farm")
