@@ -13,10 +13,13 @@ path or from the torch hub cache and raises :class:`~s2scale.errors.CheckpointEr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import sys
+import types
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -30,17 +33,24 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LPIPS_BACKBONE_FILES",
+    "STLPIPS_NETS",
     "LpipsResult",
+    "StLpipsResult",
+    "load_stlpips",
     "lpips_score",
     "psnr",
     "psnr_torch",
     "ssim",
     "ssim_torch",
+    "stlpips_score",
 ]
 
 log = logging.getLogger(__name__)
 
 LpipsNet = Literal["alex", "vgg"]
+
+STLPIPS_NETS: tuple[str, ...] = ("alex", "vgg")
+"""Backbones of ST-LPIPS shipped in ``stlpips-pytorch`` (AlexNet- and VGG16-shaped)."""
 
 LPIPS_BACKBONE_FILES: dict[str, str] = {
     "alex": "alexnet-owt-7be5be79.pth",
@@ -319,3 +329,143 @@ def lpips_score(
     with torch.no_grad():
         value = float(model(prep(a), prep(b)).mean())
     return LpipsResult(value=value, net=net, backbone=label)
+
+
+@dataclass(frozen=True)
+class StLpipsResult:
+    """An ST-LPIPS score and its label."""
+
+    value: float
+    """Mean ST-LPIPS distance over the batch (0 = identical, larger = less similar)."""
+    net: str
+    """Backbone shape, ``"alex"`` or ``"vgg"``."""
+    label: str
+    """``"ST-LPIPS (shift-tolerant, <net>)"``: report it with the value; it is not LPIPS."""
+
+
+@contextlib.contextmanager
+def _stub_modules(names: Sequence[str]) -> Iterator[None]:
+    """Temporarily provide empty modules for imports a package makes but never uses."""
+    added = []
+    for name in names:
+        if name not in sys.modules:
+            stub = types.ModuleType(name)
+            stub.embed = stub.summary = lambda *a, **k: None  # type: ignore[attr-defined]
+            sys.modules[name] = stub
+            added.append(name)
+    try:
+        yield
+    finally:
+        for name in added:
+            sys.modules.pop(name, None)
+
+
+def load_stlpips(net: LpipsNet = "alex") -> torch.nn.Module:
+    """The shift-tolerant LPIPS network of ``stlpips-pytorch`` (frozen, eval mode, CPU, float32).
+
+    ST-LPIPS (Ghildyal & Liu, ECCV 2022) has AlexNet- or VGG16-shaped backbones with anti-aliased
+    (blur-pooled) strides, trained from scratch together with the linear heads on the BAPPS human
+    similarity judgements; no ImageNet weights are involved, and the weights ship inside the
+    ``stlpips-pytorch`` wheel, so this works offline. It is a different metric from LPIPS:
+    report it as ST-LPIPS. The package imports ``IPython`` and ``torchsummary`` without using
+    them; they are stubbed during the import if absent (and removed again afterwards).
+
+    Parameters
+    ----------
+    net
+        ``"alex"`` or ``"vgg"``.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model(in0, in1) -> (N, 1, 1, 1)`` distances for RGB inputs in ``[-1, 1]``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown ``net``.
+    CheckpointError
+        If ``stlpips-pytorch`` is not installed or its weights do not load.
+    """
+    if net not in STLPIPS_NETS:
+        raise ConfigError(f"ST-LPIPS net must be one of {STLPIPS_NETS}, got {net!r}")
+    try:
+        with _stub_modules(("IPython", "torchsummary")):
+            from stlpips_pytorch import stlpips
+    except ImportError as err:
+        raise CheckpointError(
+            "ST-LPIPS needs the stlpips-pytorch package: pip install stlpips-pytorch"
+        ) from err
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchvision/torch deprecations inside the package
+            model = stlpips.LPIPS(net=net, variant="shift_tolerant", verbose=False)
+    except (OSError, RuntimeError, KeyError) as err:
+        raise CheckpointError(f"cannot load the ST-LPIPS {net} weights of stlpips-pytorch") from err
+    model.eval().requires_grad_(False)
+    return model
+
+
+def stlpips_score(
+    a: np.ndarray | torch.Tensor,
+    b: np.ndarray | torch.Tensor,
+    *,
+    net: LpipsNet = "alex",
+    data_range: float = 1.0,
+    rgb_bands: Sequence[int] = RGB_BANDS,
+    model: torch.nn.Module | None = None,
+) -> StLpipsResult:
+    """ST-LPIPS distance (shift-tolerant LPIPS, Ghildyal & Liu 2022) on the RGB bands.
+
+    Like :func:`lpips_score` but with the shift-tolerant networks of ``stlpips-pytorch``, which
+    were trained from scratch on human similarity judgements (no ImageNet weights needed). Only
+    the bands ``rgb_bands`` (red, green, blue) are scored; inputs are clipped to
+    ``[0, data_range]`` and mapped linearly to ``[-1, 1]``. Values are NOT comparable to LPIPS
+    values in papers (the reference study's 0.28 is LPIPS); label them with ``result.label``.
+
+    Parameters
+    ----------
+    a, b
+        numpy arrays or tensors of equal shape ``(C, H, W)`` or ``(N, C, H, W)``, ``C >= 3``, any
+        real dtype, values in ``[0, data_range]`` (e.g. normalised reflectance); ``H, W >= 32``.
+    net
+        Backbone shape, ``"alex"`` (default) or ``"vgg"``.
+    data_range
+        Upper end of the input range, e.g. ``1.0`` for reflectance, ``255`` for 8-bit RGB.
+    rgb_bands
+        Indices of the red, green and blue bands along ``C`` (default ``(2, 1, 0)`` for blue,
+        green, red, nir).
+    model
+        A network from :func:`load_stlpips` to reuse (saves loading it per call).
+
+    Returns
+    -------
+    StLpipsResult
+        Mean distance over the batch, the net, and the label ``"ST-LPIPS (shift-tolerant, alex)"``.
+
+    Raises
+    ------
+    GridMismatchError
+        If the shapes differ, have fewer than 3 bands or are smaller than 32 px.
+    CheckpointError
+        If ``stlpips-pytorch`` is missing.
+    """
+    import torch
+
+    _check_pair(a.shape, b.shape)
+    _check_range(data_range)
+    if len(a.shape) not in (3, 4) or a.shape[-3] < 3 or min(a.shape[-2:]) < 32:
+        raise GridMismatchError(
+            f"ST-LPIPS needs (C>=3, H>=32, W>=32) or (N, C>=3, H>=32, W>=32), got {a.shape}"
+        )
+    network = model if model is not None else load_stlpips(net)
+
+    def prep(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x).float().cpu()
+        t = t[None] if t.ndim == 3 else t
+        rgb = t[:, list(rgb_bands)].clamp(0.0, data_range)
+        return rgb * (2.0 / data_range) - 1.0
+
+    with torch.no_grad():
+        value = float(network(prep(a), prep(b)).mean())
+    return StLpipsResult(value=value, net=net, label=f"ST-LPIPS (shift-tolerant, {net})")

@@ -102,6 +102,10 @@ class TrainConfig:
     """VGG19 layer weights of the perceptual loss."""
     perceptual_weights: str | None = None
     """Path to ``vgg19-dcbb9e9d.pth``; ``None`` reads the torch hub cache."""
+    perceptual_backbone: Literal["vgg19", "stlpips-alex", "stlpips-vgg"] = "vgg19"
+    """ImageNet VGG19 features, or the ST-LPIPS distance (shift-tolerant, trained on human
+    judgements, no ImageNet weights; ``perceptual_layers`` and ``perceptual_weights`` then
+    unused)."""
     random_backbone: bool = False
     """Use a random VGG19 for the perceptual loss (smoke tests only; logged and recorded)."""
     gan_weight: float | None = None
@@ -176,6 +180,16 @@ class TrainConfig:
             )
         if self.discriminator not in ("vgg", "unet"):
             raise ConfigError(f"discriminator must be 'vgg' or 'unet', got {self.discriminator!r}")
+        if self.perceptual_backbone not in ("vgg19", "stlpips-alex", "stlpips-vgg"):
+            raise ConfigError(
+                "perceptual_backbone must be 'vgg19', 'stlpips-alex' or 'stlpips-vgg', "
+                f"got {self.perceptual_backbone!r}"
+            )
+        if self.perceptual_backbone != "vgg19" and self.perceptual_weights is not None:
+            raise ConfigError(
+                f"perceptual_weights={self.perceptual_weights!r} is a VGG19 file, but "
+                f"perceptual_backbone={self.perceptual_backbone!r}; unset one of them"
+            )
         if self.amp not in ("auto", "bf16", "none"):
             raise ConfigError(f"amp must be 'auto', 'bf16' or 'none', got {self.amp!r}")
         if sorted(self.lr_milestones) != list(self.lr_milestones):

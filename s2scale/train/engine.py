@@ -92,6 +92,7 @@ class Run:
             self.perceptual = PerceptualLoss(
                 cfg.perceptual_layers,
                 weights=cfg.perceptual_weights,
+                backbone=cfg.perceptual_backbone,
                 random_backbone=cfg.random_backbone,
                 rgb_bands=_rgb_bands(cfg.bands),
                 seed=cfg.seed,

@@ -1,4 +1,9 @@
-"""Training losses: L1 pixel loss, VGG19 perceptual loss, GAN losses and the generator EMA.
+"""Training losses: L1 pixel loss, perceptual loss, GAN losses and the generator EMA.
+
+The perceptual loss uses ImageNet VGG19 features (ESRGAN/Real-ESRGAN) or, where no ImageNet
+weights exist, the shift-tolerant LPIPS network of ``stlpips-pytorch`` (``"stlpips-alex"`` or
+``"stlpips-vgg"``, trained from scratch on human similarity judgements; see
+:func:`s2scale.metrics.load_stlpips`).
 
 All losses take float tensors ``(N, C, H, W)`` of normalised reflectance (roughly ``[0, 1]``) or
 discriminator logits, and return scalar tensors. Loss weights are applied by the training loop.
@@ -20,9 +25,11 @@ from s2scale.errors import CheckpointError, ConfigError
 
 __all__ = [
     "EMA",
+    "PERCEPTUAL_BACKBONES",
     "VGG19_FILE",
     "VGG19_LAYERS",
     "GanKind",
+    "PerceptualBackbone",
     "PerceptualLoss",
     "discriminator_gan_loss",
     "generator_gan_loss",
@@ -32,6 +39,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 GanKind = Literal["relativistic", "vanilla"]
+PerceptualBackbone = Literal["vgg19", "stlpips-alex", "stlpips-vgg"]
+
+PERCEPTUAL_BACKBONES: tuple[str, ...] = ("vgg19", "stlpips-alex", "stlpips-vgg")
+"""Backbones of :class:`PerceptualLoss`: ImageNet VGG19 features, or the ST-LPIPS distance."""
+
+STLPIPS_DATA_RANGE = 1.0
+"""Normalised reflectance ``[0, 1]`` maps to ST-LPIPS's ``[-1, 1]`` input range."""
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 """torchvision's ImageNet VGG19 weights, as named in the torch hub cache."""
@@ -101,7 +115,12 @@ def _vgg19_weights(weights: str | Path | None) -> Path:
 
 
 class PerceptualLoss(nn.Module):
-    """Weighted L1 distance between VGG19 features of ``sr`` and ``hr``, on the RGB bands.
+    """Weighted L1 distance between VGG19 features of ``sr`` and ``hr`` (or ST-LPIPS), RGB bands.
+
+    With ``backbone="stlpips-alex"`` (or ``"stlpips-vgg"``) the loss is instead the ST-LPIPS
+    distance (shift-tolerant LPIPS, human-judgement-trained, no ImageNet weights) between the RGB
+    bands clipped to ``[0, 1]`` and mapped to ``[-1, 1]``; ``layer_weights``, ``weights`` and
+    ``random_backbone`` are then ignored (``TrainConfig.perceptual_backbone``).
 
     As in ESRGAN the default compares ``conv5_4`` features *before* the activation; Real-ESRGAN
     uses ``{conv1_2: 0.1, conv2_2: 0.1, conv3_4: 1, conv4_4: 1, conv5_4: 1}``. Inputs
@@ -122,6 +141,8 @@ class PerceptualLoss(nn.Module):
         Indices of red, green and blue along ``C`` (``(2, 1, 0)`` for blue, green, red, nir).
     seed
         Seed for the random backbone's initialisation (does not touch the global RNG).
+    backbone
+        ``"vgg19"`` (default), ``"stlpips-alex"`` or ``"stlpips-vgg"``.
 
     Raises
     ------
@@ -139,13 +160,32 @@ class PerceptualLoss(nn.Module):
         random_backbone: bool = False,
         rgb_bands: Sequence[int] = (2, 1, 0),
         seed: int = 0,
+        backbone: PerceptualBackbone = "vgg19",
     ) -> None:
         super().__init__()
+        if backbone not in PERCEPTUAL_BACKBONES:
+            raise ConfigError(
+                f"perceptual backbone must be one of {PERCEPTUAL_BACKBONES}, got {backbone!r}"
+            )
+        self.rgb_bands = list(rgb_bands)
+        self.stlpips: nn.Module | None = None
+        if backbone != "vgg19":
+            from s2scale.metrics import load_stlpips
+
+            net = backbone.split("-", 1)[1]
+            self.stlpips = load_stlpips(net)  # type: ignore[arg-type]
+            self.layer_weights = {}
+            self.random_backbone = False
+            self.backbone = (
+                f"ST-LPIPS (shift-tolerant {net}, trained from scratch on human similarity "
+                "judgements; stlpips-pytorch; no ImageNet VGG19)"
+            )
+            log.info("perceptual loss: %s", self.backbone)
+            return
         self.layer_weights = dict(layer_weights or {"conv5_4": 1.0})
         unknown = sorted(set(self.layer_weights) - set(VGG19_LAYERS))
         if unknown or not self.layer_weights:
             raise ConfigError(f"unknown VGG19 layers {unknown}; known: {', '.join(VGG19_LAYERS)}")
-        self.rgb_bands = list(rgb_bands)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             features = _vgg19_features()
@@ -172,10 +212,18 @@ class PerceptualLoss(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     def train(self, mode: bool = True) -> PerceptualLoss:
-        """Keep the VGG in eval mode whatever ``mode`` is."""
+        """Keep the backbone in eval mode whatever ``mode`` is."""
         super().train(mode)
-        self.features.eval()
+        if self.stlpips is not None:
+            self.stlpips.eval()
+        else:
+            self.features.eval()
         return self
+
+    def _to_stlpips(self, x: torch.Tensor) -> torch.Tensor:
+        """RGB bands clipped to ``[0, STLPIPS_DATA_RANGE]`` and mapped to ``[-1, 1]``."""
+        rgb = x[:, self.rgb_bands].clamp(0.0, STLPIPS_DATA_RANGE)
+        return rgb * (2.0 / STLPIPS_DATA_RANGE) - 1.0
 
     def _extract(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Features at the requested layers of ImageNet-normalised RGB bands."""
@@ -188,7 +236,9 @@ class PerceptualLoss(nn.Module):
         return out
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        """Return ``sum_k w_k * L1(vgg_k(sr), vgg_k(hr))``, a scalar tensor."""
+        """Return ``sum_k w_k * L1(vgg_k(sr), vgg_k(hr))`` (or the mean ST-LPIPS), a scalar."""
+        if self.stlpips is not None:
+            return self.stlpips(self._to_stlpips(sr), self._to_stlpips(hr.detach())).mean()
         sr_feats = self._extract(sr)
         with torch.no_grad():
             hr_feats = self._extract(hr.detach())

@@ -1,0 +1,132 @@
+"""Tests of the shipped-generator recipes: training data store, ST-LPIPS loss option, configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from s2scale.pairs import read_patch_store
+from s2scale.train import TrainConfig
+from s2scale.train.losses import PerceptualLoss
+from s2scale.train.recipes import (
+    CONFIG_DIR,
+    HELD_OUT_SEED,
+    build_training_data,
+    evaluate_generator,
+    ortho_to_reflectance,
+)
+
+SHARED_ORTHO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "orthophoto"
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("recipes") / "patches.zarr"
+    return build_training_data(
+        out,
+        seeds=(3,),
+        include_real_ortho=SHARED_ORTHO.is_dir(),
+        area_m=960.0,
+        wald_area_m=1440.0,
+        lr_patch_px=24,
+        stride_px=24,
+        block_m=480.0,
+        wald_variants=1,
+        real_ortho_pixels_m=(2.5,),
+        fractions=(0.7, 0.3, 0.0),
+    )
+
+
+def test_build_training_data_writes_valid_store(tiny_store):
+    lr, hr, attrs = read_patch_store(tiny_store)
+    assert lr.dtype == np.uint16 and hr.dtype == np.uint16
+    assert lr.shape[1:] == (4, 24, 24) and hr.shape[1:] == (4, 48, 48) and len(lr) == len(hr)
+    assert (lr > 0).all() and (hr > 0).all()  # no nodata in patches
+    assert attrs["bands"] == ["blue", "green", "red", "nir"] and attrs["scale"] == 2
+    assert attrs["normalization"] == {"kind": "reflectance", "offset": 0.0, "scale": 10000.0}
+    kinds = {s["kind"] for s in attrs["sources"]}
+    assert {"sim-study-truth", "sim-study-ortho", "sim-wald-s2"} <= kinds
+    if SHARED_ORTHO.is_dir():
+        assert "real-ortho-wald" in kinds
+        real = [s for s in attrs["sources"] if s["kind"] == "real-ortho-wald"]
+        assert all("SYNTHETIC" in s["nir"] for s in real)
+    assert attrs["provenance"]["held_out_seed"] == HELD_OUT_SEED
+    assert HELD_OUT_SEED not in attrs["provenance"]["seeds"]
+    assert attrs["counts"]["train"] > 0 and attrs["counts"]["val"] > 0
+    # reflectance-like values: DN / 10000 in a plausible range
+    assert 0.005 < float(np.median(hr)) / 10000 < 0.5
+
+
+def test_study_pairs_are_consistent(tiny_store):
+    lr, hr, _ = read_patch_store(tiny_store, sources=["sim-study-truth"])
+    assert len(lr) > 0
+    from s2scale.pairs import area_downsample
+
+    down = area_downsample(hr.astype(np.float32), 2)
+    corr = np.corrcoef(down[:, 3].ravel(), lr[:, 3].ravel().astype(np.float32))[0, 1]
+    assert corr > 0.9  # nir of LR and downsampled HR agree
+
+
+def test_ortho_to_reflectance_marks_vegetation_bright_in_nir():
+    rgb = np.array([[[60, 200]], [[110, 200]], [[40, 200]]], np.uint8)  # tree, white roof
+    refl = ortho_to_reflectance(rgb)
+    assert refl.shape == (4, 1, 2)
+    assert refl[3, 0, 0] > 3 * refl[2, 0, 0]  # vegetation: NIR >> red
+    assert refl[3, 0, 1] < 1.3 * refl[2, 0, 1]
+
+
+def test_evaluate_generator_bicubic_identity_is_perfect():
+    hr = np.full((4, 64, 64), 0.1, np.float32)
+    lr = np.full((4, 32, 32), 0.1, np.float32)
+    scores = evaluate_generator(None, lr, hr)
+    assert scores["ssim"] == pytest.approx(1.0) and scores["stlpips_alex"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("name", ["srresnet", "realesrgan"])
+def test_shipped_configs_parse(name):
+    cfg = TrainConfig.from_yaml(CONFIG_DIR / f"{name}.yaml")
+    assert cfg.arch == name and cfg.bands == ("blue", "green", "red", "nir") and cfg.scale == 2
+    assert cfg.normalization["scale"] == 10000.0
+    if name == "srresnet":
+        assert cfg.gan_steps == 0
+    else:
+        assert cfg.gan_steps > 0 and cfg.discriminator == "unet" and cfg.gan_kind == "vanilla"
+        assert cfg.perceptual_backbone == "stlpips-alex"
+
+
+def test_stlpips_perceptual_loss_option():
+    cfg = TrainConfig(perceptual_backbone="stlpips-alex")
+    loss = PerceptualLoss(cfg.perceptual_layers, backbone=cfg.perceptual_backbone)
+    assert "ST-LPIPS" in loss.backbone and not any(p.requires_grad for p in loss.parameters())
+    gen = torch.Generator().manual_seed(0)
+    hr = torch.rand(2, 4, 48, 48, generator=gen)
+    sr = (hr + 0.1 * torch.randn(2, 4, 48, 48, generator=gen)).requires_grad_(True)
+    value = loss(sr, hr)
+    value.backward()
+    assert value.ndim == 0 and float(value.detach()) > 0 and sr.grad is not None
+    assert float(sr.grad[:, 3].abs().sum()) == 0.0  # nir is not scored
+    assert float(loss(hr, hr)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_stlpips_backbone_conflicts_with_vgg_file():
+    from s2scale.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="perceptual_backbone"):
+        TrainConfig(perceptual_backbone="stlpips-alex", perceptual_weights="/x/vgg19.pth")
+    with pytest.raises(ConfigError):
+        TrainConfig(perceptual_backbone="imagenet")  # type: ignore[arg-type]
+
+
+def test_stlpips_score_label_and_order():
+    from s2scale.metrics import stlpips_score
+
+    rng = np.random.default_rng(0)
+    hr = rng.random((4, 64, 64)).astype(np.float32)
+    mild = np.clip(hr + 0.02 * rng.standard_normal(hr.shape), 0, 1)
+    strong = np.clip(hr + 0.3 * rng.standard_normal(hr.shape), 0, 1)
+    a, b = stlpips_score(mild, hr), stlpips_score(strong, hr)
+    assert a.label == "ST-LPIPS (shift-tolerant, alex)"
+    assert 0 <= a.value < b.value
