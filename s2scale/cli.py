@@ -324,6 +324,81 @@ def upscale(
     "--out",
     type=click.Path(path_type=Path),
     required=True,
+    help="Patch store to write (Zarr v3: lr, hr, split).",
+)
+@click.option(
+    "--seeds",
+    default="11,12,13,14,15,16",
+    show_default=True,
+    help="Comma-separated simulator seeds (one simulated area each).",
+)
+@click.option(
+    "--no-real-ortho",
+    is_flag=True,
+    help="Leave out the real Zurich orthophoto in ../shared/data (simulated LR).",
+)
+@_handle_errors
+def pairs(out: Path, seeds: str, no_real_ortho: bool) -> None:
+    """Build (lr, hr) training pairs: study-style orthophoto pairs and Wald-protocol pairs."""
+    from s2scale.pipeline import run_pairs
+
+    _echo_json(
+        run_pairs(
+            out, seeds=[int(v) for v in seeds.split(",")], include_real_ortho=not no_real_ortho
+        )
+    )
+
+
+@main.command()
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help="TrainConfig YAML, e.g. configs/train/srresnet.yaml.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for the trained checkpoint <config name>.pt (fp16).",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Patch store from 's2scale pairs' [built under --work if absent].",
+)
+@click.option(
+    "--work",
+    type=click.Path(path_type=Path),
+    default=Path("runs/train"),
+    show_default=True,
+    help="Run folder: logs (CSV, TensorBoard), checkpoints.",
+)
+@click.option(
+    "--cold-start",
+    is_flag=True,
+    help="Random initialisation instead of the interpolating warm start.",
+)
+@click.option("--no-eval", is_flag=True, help="Skip the held-out evaluation against bicubic.")
+@_handle_errors
+def train(
+    config: Path, out: Path, data: Path | None, work: Path, cold_start: bool, no_eval: bool
+) -> None:
+    """Train a generator (phase 1 pixel loss, phase 2 GAN + perceptual) and evaluate it."""
+    from s2scale.pipeline import run_train
+
+    report = run_train(
+        config, out, data=data, work=work, warm=not cold_start, evaluate=not no_eval
+    )
+    _echo_json(report)
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
     help="Directory for the sample and all outputs.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier run in OUT.")

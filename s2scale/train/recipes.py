@@ -769,7 +769,8 @@ def train_shipped(
     counts = attrs.get("counts", {})
     kinds: dict[str, int] = {}
     for src in attrs.get("sources", []):
-        kinds[src["kind"]] = kinds.get(src["kind"], 0) + int(src.get("patches", 0))
+        kind = src.get("kind", "unknown")
+        kinds[kind] = kinds.get(kind, 0) + int(src.get("patches", 0))
     summary = dict(ckpt.training)
     summary.update(
         {
