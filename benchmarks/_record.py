@@ -22,10 +22,16 @@ def git_commit() -> str:
     """The current commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
     root = Path(__file__).resolve().parents[1]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "")
@@ -74,8 +80,14 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def write_record(name: str, config: dict[str, Any], results: dict[str, Any], *,
-                 client: Any | None = None, out_dir: Path | None = None) -> Path:
+def write_record(
+    name: str,
+    config: dict[str, Any],
+    results: dict[str, Any],
+    *,
+    client: Any | None = None,
+    out_dir: Path | None = None,
+) -> Path:
     """Write ``{out_dir}/{name}-{timestamp}.json`` and return its path."""
     out_dir = out_dir or RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -31,8 +31,9 @@ def main() -> None:
         t0 = time.perf_counter()
         national = write_sample(tmp / "national", national=True)
         results["national_catalog_s"] = round(time.perf_counter() - t0, 2)
-        cfg = RunConfig().replace("catalog", stac=str(national.catalog), aoi="austria",
-                                  datetime="2024-06-01/2024-08-31")
+        cfg = RunConfig().replace(
+            "catalog", stac=str(national.catalog), aoi="austria", datetime="2024-06-01/2024-08-31"
+        )
         t0 = time.perf_counter()
         plan = run_cube(cfg, tmp / "unused.zarr", dry_run=True)
         results["national_dry_run_s"] = round(time.perf_counter() - t0, 2)
