@@ -266,6 +266,18 @@ def _build_lpips(
     return model, f"imagenet ({path.name})"
 
 
+def _lpips_input(
+    x: np.ndarray | torch.Tensor, rgb_bands: Sequence[int], data_range: float
+) -> torch.Tensor:
+    """``(N, 3, H, W)`` float32 RGB in ``[-1, 1]`` from ``(C, H, W)``/``(N, C, H, W)`` data."""
+    import torch
+
+    t = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x).float().cpu()
+    t = t[None] if t.ndim == 3 else t
+    rgb = t[:, list(rgb_bands)].clamp(0.0, data_range)
+    return rgb * (2.0 / data_range) - 1.0
+
+
 def lpips_score(
     a: np.ndarray | torch.Tensor,
     b: np.ndarray | torch.Tensor,
@@ -322,14 +334,9 @@ def lpips_score(
         raise GridMismatchError(f"LPIPS needs (C>=3, H, W) or (N, C>=3, H, W), got {a.shape}")
     model, label = _build_lpips(net, weights, random_backbone)
 
-    def prep(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x).float().cpu()
-        t = t[None] if t.ndim == 3 else t
-        rgb = t[:, list(rgb_bands)].clamp(0.0, data_range)
-        return rgb * (2.0 / data_range) - 1.0
-
     with torch.no_grad():
-        value = float(model(prep(a), prep(b)).mean())
+        pa, pb = (_lpips_input(x, rgb_bands, data_range) for x in (a, b))
+        value = float(model(pa, pb).mean())
     return LpipsResult(value=value, net=net, backbone=label)
 
 
@@ -462,14 +469,9 @@ def stlpips_score(
         )
     network = model if model is not None else load_stlpips(net)
 
-    def prep(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x).float().cpu()
-        t = t[None] if t.ndim == 3 else t
-        rgb = t[:, list(rgb_bands)].clamp(0.0, data_range)
-        return rgb * (2.0 / data_range) - 1.0
-
     with torch.no_grad():
-        value = float(network(prep(a), prep(b)).mean())
+        pa, pb = (_lpips_input(x, rgb_bands, data_range) for x in (a, b))
+        value = float(network(pa, pb).mean())
     return StLpipsResult(value=value, net=net, label=f"ST-LPIPS (shift-tolerant, {net})")
 
 
