@@ -37,14 +37,21 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _config(config: Path | None, **catalog: Any) -> Any:
-    """RunConfig from an optional YAML file, overridden by command-line options."""
+def _config(search: dict[str, Any]) -> Any:
+    """RunConfig from ``--config`` (optional YAML), overridden by the search options given."""
     from s2scale.config import RunConfig
 
+    config = search["config"]
     cfg = RunConfig.from_yaml(config) if config else RunConfig()
-    chunk_px = catalog.pop("chunk_px", None)
-    cfg = cfg.replace("catalog", **catalog)
-    return cfg.replace("cube", chunk_px=chunk_px)
+    return cfg.replace(
+        "catalog",
+        stac=search["stac"],
+        aoi=search["aoi"],
+        datetime=search["datetime_"],
+        max_cloud_cover=search["max_cloud"],
+        collection=search["collection"],
+        skip_errors=search["skip_errors"],
+    )
 
 
 def _echo_json(data: Any) -> None:
@@ -138,28 +145,11 @@ def sample(out: Path, national: bool, seed: int) -> None:
 @_search_options
 @click.option("--json", "as_json", is_flag=True, help="Print the normalised scenes as JSON.")
 @_handle_errors
-def search(
-    stac: str | None,
-    aoi: str | None,
-    datetime_: str | None,
-    max_cloud: float | None,
-    collection: str | None,
-    skip_errors: bool | None,
-    config: Path | None,
-    as_json: bool,
-) -> None:
+def search(as_json: bool, **search: Any) -> None:
     """Search Sentinel-2 L2A scenes and print them (id, date, tile, CRS, clouds, offset, hrefs)."""
     from s2scale.pipeline import run_search
 
-    cfg = _config(
-        config,
-        stac=stac,
-        aoi=aoi,
-        datetime=datetime_,
-        max_cloud_cover=max_cloud,
-        collection=collection,
-        skip_errors=skip_errors,
-    )
+    cfg = _config(search)
     result = run_search(cfg)
     if as_json:
         _echo_json(
@@ -193,32 +183,11 @@ def search(
     help="Print the plan (scenes, tiles, zones, chunks, bytes) without reading pixels.",
 )
 @_handle_errors
-def cube(
-    stac: str | None,
-    aoi: str | None,
-    datetime_: str | None,
-    max_cloud: float | None,
-    collection: str | None,
-    skip_errors: bool | None,
-    config: Path | None,
-    out: Path,
-    chunk_px: int | None,
-    overwrite: bool,
-    dry_run: bool,
-) -> None:
+def cube(out: Path, chunk_px: int | None, overwrite: bool, dry_run: bool, **search: Any) -> None:
     """Build cloud-masked median composites per UTM zone and store them as Zarr."""
     from s2scale.pipeline import run_cube
 
-    cfg = _config(
-        config,
-        stac=stac,
-        aoi=aoi,
-        datetime=datetime_,
-        max_cloud_cover=max_cloud,
-        collection=collection,
-        skip_errors=skip_errors,
-        chunk_px=chunk_px,
-    )
+    cfg = _config(search).replace("cube", chunk_px=chunk_px)
     report = run_cube(cfg, out, dry_run=dry_run, overwrite=overwrite)
     _echo_json(report)
 
@@ -276,13 +245,6 @@ def cube(
 )
 @_handle_errors
 def upscale(
-    stac: str | None,
-    aoi: str | None,
-    datetime_: str | None,
-    max_cloud: float | None,
-    collection: str | None,
-    skip_errors: bool | None,
-    config: Path | None,
     model: str | None,
     out: str,
     chunk_px: int | None,
@@ -293,19 +255,12 @@ def upscale(
     random_weights: bool | None,
     overwrite: bool,
     dry_run: bool,
+    **search: Any,
 ) -> None:
     """Super-resolve Sentinel-2 to a seamless national 5 m mosaic (resumable Zarr, COG, STAC)."""
     from s2scale.pipeline import run_upscale
 
-    cfg = _config(
-        config,
-        stac=stac,
-        aoi=aoi,
-        datetime=datetime_,
-        max_cloud_cover=max_cloud,
-        collection=collection,
-        skip_errors=skip_errors,
-    )
+    cfg = _config(search)
     cfg = cfg.replace(
         "infer",
         model=model,
@@ -388,9 +343,7 @@ def train(
     """Train a generator (phase 1 pixel loss, phase 2 GAN + perceptual) and evaluate it."""
     from s2scale.pipeline import run_train
 
-    report = run_train(
-        config, out, data=data, work=work, warm=not cold_start, evaluate=not no_eval
-    )
+    report = run_train(config, out, data=data, work=work, warm=not cold_start, evaluate=not no_eval)
     _echo_json(report)
 
 
