@@ -27,7 +27,8 @@ def test_demo_main_job(tmp_path):
     with rasterio.open(out / "mosaic.tif") as cog:
         assert cog.profile["tiled"] and cog.overviews(1) and cog.crs.to_epsg() == 3035
     assert (out / "mosaic-stac" / "collection.json").is_file()
-    assert Image.open(out / "quicklook.png").size[0] > 3 * Image.open(out / "quicklook.png").size[1]
+    with Image.open(out / "quicklook.png") as png:
+        assert png.size[0] > 3 * png.size[1]  # four panels side by side
     m = report["metrics"]
     # The shipped Real-ESRGAN beats bicubic perceptually (ST-LPIPS) and keeps PSNR close.
     assert m["sr"]["stlpips_alex"] < m["bicubic"]["stlpips_alex"]

@@ -206,9 +206,9 @@ def test_errors_are_clear(tiny_checkpoint, tmp_path):
         upscale(cube.sel(band=["blue", "green", "nir", "red"]), tiny_checkpoint)
     with pytest.raises(GridMismatchError, match="margin_px=20 needs spatial chunks >= 40px"):
         upscale(cube, tiny_checkpoint, chunk_px=20)
-    shipped = str(weights_path("srresnet"))
+    shipped = str(weights_path("esrgan"))  # a registry name without shipped weights
     with pytest.raises(CheckpointError, match="s2scale train") as err:
-        upscale(cube, "srresnet")
+        upscale(cube, "esrgan")
     assert shipped in str(err.value) and "model=PATH" in str(err.value)
     with pytest.raises(CheckpointError, match="does not exist"):
         upscale(cube, tmp_path / "nope.pt")
