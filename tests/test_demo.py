@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import rasterio
+import rioxarray  # noqa: F401  (the .rio accessor)
 import xarray as xr
 from PIL import Image
 
