@@ -418,3 +418,25 @@ def test_write_mosaic_on_a_threaded_local_cluster(zones, tmp_path):
     with dask.config.set(scheduler="sync"):
         expected = arr.values
     np.testing.assert_array_equal(open_mosaic(tmp_path / "m.zarr")["reflectance"].values, expected)
+
+
+def test_each_source_chunk_is_computed_once():
+    """Regions share the source chunks they overlap instead of recomputing them."""
+    import threading
+
+    calls = []
+    lock = threading.Lock()
+
+    def expensive(block):
+        if block.size:  # skip dask's meta inference call
+            with lock:
+                calls.append(block.shape)
+        return block
+
+    data = np.full((3, 96, 96), 1000, np.uint16)
+    src = _utm_source(data, chunks=(3, 32, 32))
+    src = src.copy(data=src.data.map_blocks(expensive, dtype=np.uint16))
+    grid = TargetGrid("EPSG:32633", 5.0, (500_000.0, 5_260_000.0 - 480.0, 500_480.0, 5_260_000.0))
+    out = mosaic([src], grid, chunk_px=40, feather_px=4).compute(scheduler="sync")
+    assert (out.values == 1000).all()
+    assert len(calls) == 9  # 3 x 3 source chunks, although 9 overlapping regions need them

@@ -148,6 +148,8 @@ class _Source:
     data: da.Array
     transform: Affine
     crs: str
+    blocks: np.ndarray | None = None
+    """The chunks of ``data`` as Delayed objects, shared by all region tasks (graph side)."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -185,7 +187,10 @@ def _coerce_sources(sources: Sequence[xr.DataArray]) -> tuple[list[_Source], np.
                 "bands in the same order (src.sel(band=[...]))"
             )
         data = src.data if isinstance(src.data, da.Array) else da.from_array(src.values)
-        out.append(_Source(data=data, transform=t, crs=src.rio.crs.to_string()))
+        # Region tasks get source windows assembled from these shared chunk tasks: slicing the
+        # dask array per region instead made every region recompute the chunks it overlaps.
+        blocks = data.to_delayed(optimize_graph=False)
+        out.append(_Source(data=data, transform=t, crs=src.rio.crs.to_string(), blocks=blocks))
     return out, bands
 
 
@@ -295,6 +300,24 @@ def mosaic(
     return out.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
 
 
+def _window_task(src: _Source, y0: int, y1: int, x0: int, x1: int) -> dask.delayed:
+    """Delayed ``src.data[:, y0:y1, x0:x1]`` built from the source's shared chunk tasks."""
+    ys = np.cumsum((0, *src.data.chunks[1]))
+    xs = np.cumsum((0, *src.data.chunks[2]))
+    by0, by1 = int(np.searchsorted(ys, y0, "right")) - 1, int(np.searchsorted(ys, y1, "left"))
+    bx0, bx1 = int(np.searchsorted(xs, x0, "right")) - 1, int(np.searchsorted(xs, x1, "left"))
+    assert src.blocks is not None  # set by _coerce_sources
+    nested = src.blocks[:, by0:by1, bx0:bx1].tolist()
+    crop = (y0 - int(ys[by0]), y1 - int(ys[by0]), x0 - int(xs[bx0]), x1 - int(xs[bx0]))
+    return dask.delayed(_assemble_window, pure=True)(nested, crop)
+
+
+def _assemble_window(nested: list, crop: tuple[int, int, int, int]) -> np.ndarray:
+    """Task: join nested ``(band, y, x)`` chunks and crop to the window."""
+    a, b, c, d = crop
+    return np.block(nested)[:, a:b, c:d]
+
+
 def _region_task(
     region: Region,
     grid: TargetGrid,
@@ -316,7 +339,7 @@ def _region_task(
         y0, y1, x0, x1 = win
         rows, cols = src.shape
         edges = (y0 == 0, y1 == rows, x0 == 0, x1 == cols)
-        windows.append(src.data[:, y0:y1, x0:x1])
+        windows.append(_window_task(src, y0, y1, x0, x1))
         metas.append((src.transform @ Affine.translation(x0, y0), src.crs, edges))
     return dask.delayed(_mosaic_region, pure=True)(
         *windows,
