@@ -100,7 +100,7 @@ def end_to_end(
 ) -> float:
     size = image.shape[1]
     coords = {
-        "band": ["blue", "green", "red", "nir"],
+        "band": np.array(["blue", "green", "red", "nir"], dtype=object),  # Zarr v3 strings
         "y": 5_300_000 - 5 - 10.0 * np.arange(size),
         "x": 500_005 + 10.0 * np.arange(size),
     }
