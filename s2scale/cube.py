@@ -414,12 +414,10 @@ def composite_block(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return med.astype(np.uint16), count
 
 
-def _composite_value(stack: np.ndarray) -> np.ndarray:
-    return composite_block(stack)[0]
-
-
-def _composite_count(stack: np.ndarray) -> np.ndarray:
-    return composite_block(stack)[1][None]
+def _composite_chunk(stack: np.ndarray) -> np.ndarray:
+    """Median and count of one chunk in one pass: ``(band + 1, y, x)``, the count last."""
+    value, count = composite_block(stack)
+    return np.concatenate([value, count[None]])
 
 
 def composite(cube: xr.DataArray) -> xr.Dataset:
@@ -441,10 +439,12 @@ def composite(cube: xr.DataArray) -> xr.Dataset:
     data = cube.data
     if isinstance(data, da.Array):
         data = data.rechunk({0: -1, 1: -1})
-        value = da.map_blocks(_composite_value, data, drop_axis=0, dtype=np.uint16)
-        count = da.map_blocks(
-            _composite_count, data, drop_axis=0, dtype=np.uint16, chunks=((1,), *data.chunks[2:])
-        )[0]
+        n_bands = data.shape[1]
+        both = da.map_blocks(
+            _composite_chunk, data, drop_axis=0, dtype=np.uint16,
+            chunks=((n_bands + 1,), *data.chunks[2:]),
+        )  # fmt: skip
+        value, count = both[:n_bands], both[n_bands]
     else:
         value, count = composite_block(np.asarray(data))
     coords = {k: cube.coords[k] for k in ("band", "y", "x")}
