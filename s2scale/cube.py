@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ import dask.array as da
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+from shapely.geometry import shape
 
 from s2scale._items import BANDS, MASK_BAND, Scene
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
@@ -37,6 +39,8 @@ __all__ = [
     "load_cubes",
     "mask_block",
     "mask_clouds",
+    "merge_observations_block",
+    "observation_ids",
     "plan_cubes",
     "read_cube",
     "write_cube",
@@ -193,6 +197,7 @@ def load_cube(
     bounds: Bounds | None = None,
     bands: Sequence[str] = BANDS,
     chunk_px: int = 1024,
+    time_chunk: int = 1,
     skip_errors: bool = False,
 ) -> xr.DataArray:
     """Lazily stack scenes of ONE UTM zone into a ``(time, band, y, x)`` uint16 cube.
@@ -207,7 +212,10 @@ def load_cube(
     bands
         Canonical band names; ``"scl"`` may be included (it is read at 10 m by nearest).
     chunk_px
-        Spatial chunk edge in pixels; time and band chunks are 1.
+        Spatial chunk edge in pixels.
+    time_chunk
+        Scenes per chunk: one task reads ``time_chunk`` scenes (all bands) one after another
+        (stackstac's time chunking), which keeps the graph small where many scenes overlap.
     skip_errors
         Read failures become no data instead of raising (stackstac ``errors_as_nodata``).
 
@@ -216,7 +224,9 @@ def load_cube(
     xarray.DataArray
         Dims ``(time, band, y, x)``, uint16 harmonised DN (reflectance * 10000; 0 = no data),
         10 m pixel-centre coordinates, CRS set (``.rio.crs``), coordinates ``id``,
-        ``mgrs_tile`` and ``boa_offset`` along time.
+        ``mgrs_tile``, ``boa_offset`` and ``observation`` along time. ``observation`` (int,
+        ``0..n-1``, see :func:`observation_ids`) is shared by the scenes of one pass (e.g. two
+        overlapping MGRS tiles), which :func:`composite` counts once.
     """
     import stackstac
     from rasterio.enums import Resampling
@@ -250,7 +260,7 @@ def load_cube(
         resolution=r,
         bounds=tuple(float(b) for b in bounds),
         snap_bounds=False,
-        chunksize=(1, 1, chunk_px, chunk_px),
+        chunksize=(time_chunk, len(bands), chunk_px, chunk_px),
         dtype="uint16",
         fill_value=np.uint16(0),
         rescale=False,
@@ -260,23 +270,16 @@ def load_cube(
         sortby_date=False,
         errors_as_nodata=errors,
     )
-    parts = []
-    refl = [b for b in bands if b != MASK_BAND]
-    if refl:
-        parts.append(stackstac.stack(items, assets=refl, resampling=Resampling.nearest, **common))
-    if MASK_BAND in bands:
-        parts.append(
-            stackstac.stack(items, assets=[MASK_BAND], resampling=Resampling.nearest, **common)
-        )
-    raw = xr.concat(parts, dim="band") if len(parts) > 1 else parts[0]
-    raw = raw.reset_coords(drop=True).sel(band=list(bands))
+    # One stack for all bands (SCL too, nearest onto the 10 m grid): one read task per chunk.
+    raw = stackstac.stack(items, assets=list(bands), resampling=Resampling.nearest, **common)
+    raw = raw.reset_coords(drop=True)
     offsets = np.array([s.boa_offset for s in scenes], dtype=np.uint16)
     is_refl = np.array([b != MASK_BAND for b in bands])
     per_layer = offsets[:, None, None, None] * is_refl[None, :, None, None]
     data = da.map_blocks(
         _harmonise_block,
         raw.data,
-        da.from_array(per_layer, chunks=1),
+        da.from_array(per_layer, chunks=(*raw.data.chunks[:2], 1, 1)),
         dtype=np.uint16,
     )
     cube = xr.DataArray(
@@ -290,6 +293,7 @@ def load_cube(
             "id": ("time", [s.id for s in scenes]),
             "mgrs_tile": ("time", [s.mgrs_tile for s in scenes]),
             "boa_offset": ("time", offsets.astype(np.int32)),
+            "observation": ("time", observation_ids(scenes)),
         },
         name="reflectance",
         attrs={"units": "harmonised DN (reflectance * 10000)", "nodata": 0},
@@ -310,6 +314,63 @@ def _harmonise_block(block: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     valid = block > 0
     out = np.maximum(block.astype(np.int32) - offsets.astype(np.int32), 1)
     return np.where(valid, out, 0).astype(np.uint16)
+
+
+def observation_ids(scenes: Sequence[Scene]) -> np.ndarray:
+    """Number the passes of the scenes: one id per platform and solar day, by first appearance.
+
+    Scenes of one orbit pass (e.g. overlapping MGRS tiles acquired together) are one observation
+    of the ground. Two scenes share an id when their platforms (item property ``platform``,
+    compared case-insensitively; scenes without it match each other) and their solar days agree.
+    The solar day follows odc-stac's ``groupby="solar_day"``: the UTC acquisition time shifted by
+    ``int(lon / 15)`` hours, ``lon`` being the longitude of the footprint centre (centroid of the
+    item ``geometry``, else the ``bbox`` centre, else the UTM zone's central meridian), then its
+    date.
+
+    Parameters
+    ----------
+    scenes
+        Normalised scenes (anything with ``.datetime`` (UTC), ``.item`` and ``.epsg``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(scenes),)`` int64 observation ids ``0..n-1``, numbered by first appearance.
+
+    Examples
+    --------
+    >>> from datetime import datetime
+    >>> from types import SimpleNamespace
+    >>> def scene(when, lon, platform="sentinel-2a"):
+    ...     item = {"bbox": [lon, 47, lon, 48], "properties": {"platform": platform}}
+    ...     return SimpleNamespace(datetime=datetime.fromisoformat(when), item=item, epsg=32633)
+    >>> observation_ids([
+    ...     scene("2024-07-01T10:00:00+00:00", 12.9),  # tile 32TQT
+    ...     scene("2024-07-01T10:00:03+00:00", 13.4),  # tile 33TTN, same pass
+    ...     scene("2024-07-04T10:10:00+00:00", 13.4),  # three days later
+    ...     scene("2024-07-01T10:00:00+00:00", 13.4, "sentinel-2b"),  # other satellite
+    ... ]).tolist()
+    [0, 0, 1, 2]
+    """
+    ids: dict[tuple[str | None, date], int] = {}
+    return np.array([ids.setdefault(_pass_key(s), len(ids)) for s in scenes], dtype=np.int64)
+
+
+def _pass_key(scene: Scene) -> tuple[str | None, date]:
+    """``(platform, solar day)`` of a scene; the scenes of one pass share it."""
+    platform = (scene.item.get("properties") or {}).get("platform")
+    shift = timedelta(hours=int(_centre_lon(scene) / 15))  # odc-stac: truncated to whole hours
+    return (None if platform is None else str(platform).lower(), (scene.datetime + shift).date())
+
+
+def _centre_lon(scene: Scene) -> float:
+    """Longitude of the footprint centre: geometry centroid, bbox centre or zone meridian."""
+    if scene.item.get("geometry"):
+        return float(shape(scene.item["geometry"]).centroid.x)
+    bbox = scene.item.get("bbox")
+    if bbox:
+        return (float(bbox[0]) + float(bbox[len(bbox) // 2])) / 2  # 2-D or 3-D bbox
+    return (scene.epsg % 100) * 6 - 183.0
 
 
 def load_cubes(
@@ -380,13 +441,70 @@ def _mask_chunk(refl: np.ndarray, scl: np.ndarray, *, invalid_classes: Sequence[
     return mask_block(refl, scl[..., 0, :, :], invalid_classes)
 
 
-def composite_block(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def merge_observations_block(stack: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Merge the time slices of each observation, keeping the first valid pixel in time order.
+
+    Parameters
+    ----------
+    stack
+        ``(time, band, y, x)`` uint16 harmonised DN, 0 = no data; a pixel is valid where all its
+        bands are > 0.
+    groups
+        ``(time,)`` non-negative integer observation id of each slice (e.g. the cube's
+        ``observation`` coordinate, see :func:`observation_ids`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(groups.max() + 1, band, y, x)`` uint16: for each observation and pixel, all bands of
+        its first valid slice, 0 where none is valid (also for ids that have no slice).
+
+    Raises
+    ------
+    ConfigError
+        If ``groups`` is not one non-negative integer per time slice.
+
+    Examples
+    --------
+    >>> s = np.array([[0, 7], [5, 8], [6, 0]], dtype=np.uint16).reshape(3, 1, 1, 2)
+    >>> merge_observations_block(s, np.array([0, 0, 1]))[:, 0, 0].tolist()
+    [[5, 7], [6, 0]]
+    """
+    groups = np.asarray(groups)
+    if (
+        groups.ndim != 1
+        or groups.shape[0] != stack.shape[0]
+        or groups.dtype.kind not in "iu"
+        or (groups.size and groups.min() < 0)
+    ):
+        raise ConfigError(
+            f"groups must hold one non-negative integer id per time slice ({stack.shape[0]}), "
+            f"got shape {groups.shape} dtype {groups.dtype}; use observation_ids(scenes)"
+        )
+    n = int(groups.max()) + 1 if groups.size else 0
+    out = np.zeros((n, *stack.shape[1:]), dtype=np.uint16)
+    filled = np.zeros((n, *stack.shape[2:]), dtype=bool)
+    valid = (stack > 0).all(axis=1)  # (time, y, x)
+    for t, g in enumerate(groups.tolist()):
+        take = valid[t] & ~filled[g]
+        np.copyto(out[g], stack[t], where=take[None])
+        filled[g] |= take
+    return out
+
+
+def composite_block(
+    stack: np.ndarray, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Median of the valid (non-zero) observations along the first axis.
 
     Parameters
     ----------
     stack
         ``(time, band, y, x)`` uint16 harmonised DN, 0 = masked.
+    groups
+        Optional ``(time,)`` observation ids; slices of one observation are first merged with
+        :func:`merge_observations_block`, so each observation counts once. Default: every slice
+        is its own observation.
 
     Returns
     -------
@@ -400,7 +518,12 @@ def composite_block(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> med, n = composite_block(s)
     >>> int(med[0, 0, 0]), int(n[0, 0])
     (5, 3)
+    >>> med, n = composite_block(s, groups=np.array([0, 0, 1, 1]))  # two passes of two tiles
+    >>> int(med[0, 0, 0]), int(n[0, 0])
+    (3, 2)
     """
+    if groups is not None:
+        stack = merge_observations_block(stack, groups)
     valid = (stack > 0).all(axis=1)  # (time, y, x)
     count = valid.sum(axis=0).astype(np.uint16)
     f = np.where(valid[:, None], stack.astype(np.float32), np.nan)
@@ -414,10 +537,23 @@ def composite_block(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return med.astype(np.uint16), count
 
 
-def _composite_chunk(stack: np.ndarray) -> np.ndarray:
+def _composite_chunk(stack: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
     """Median and count of one chunk in one pass: ``(band + 1, y, x)``, the count last."""
-    value, count = composite_block(stack)
+    value, count = composite_block(stack, groups)
     return np.concatenate([value, count[None]])
+
+
+def _coerce_observations(cube: xr.DataArray) -> np.ndarray | None:
+    """Dense ``0..n-1`` ids from the cube's ``observation`` coordinate, or None without one."""
+    if "observation" not in cube.coords:
+        return None
+    obs = cube.coords["observation"]
+    if obs.dims != ("time",) or obs.dtype.kind not in "iu":
+        raise ConfigError(
+            f"coordinate 'observation' must hold integer ids along 'time', got dims {obs.dims} "
+            f"and dtype {obs.dtype}; set it with observation_ids(scenes) or drop it"
+        )
+    return np.unique(obs.values, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def composite(cube: xr.DataArray) -> xr.Dataset:
@@ -427,26 +563,37 @@ def composite(cube: xr.DataArray) -> xr.Dataset:
     ----------
     cube
         Masked ``(time, band, y, x)`` uint16 cube (0 = no data), e.g. from :func:`mask_clouds`.
+        With an integer ``observation`` coordinate along time (as :func:`load_cube` sets), the
+        slices of one observation are merged first (:func:`merge_observations_block`), so a
+        pass seen by two overlapping tiles counts once; without it each slice is one
+        observation.
 
     Returns
     -------
     xarray.Dataset
-        ``reflectance`` ``(band, y, x)`` uint16 harmonised DN and ``clear_count`` ``(y, x)``
-        uint16, lazily, with the cube's CRS.
+        ``reflectance`` ``(band, y, x)`` uint16 harmonised DN (median over clear observations,
+        0 = none) and ``clear_count`` ``(y, x)`` uint16 number of clear observations, lazily,
+        with the cube's CRS.
+
+    Raises
+    ------
+    ConfigError
+        If the dims are not ``(time, band, y, x)`` or ``observation`` is not integer along time.
     """
     if cube.dims != ("time", "band", "y", "x"):
         raise ConfigError(f"composite needs dims (time, band, y, x), got {cube.dims}")
+    groups = _coerce_observations(cube)
     data = cube.data
     if isinstance(data, da.Array):
         data = data.rechunk({0: -1, 1: -1})
         n_bands = data.shape[1]
         both = da.map_blocks(
             _composite_chunk, data, drop_axis=0, dtype=np.uint16,
-            chunks=((n_bands + 1,), *data.chunks[2:]),
+            chunks=((n_bands + 1,), *data.chunks[2:]), groups=groups,
         )  # fmt: skip
         value, count = both[:n_bands], both[n_bands]
     else:
-        value, count = composite_block(np.asarray(data))
+        value, count = composite_block(np.asarray(data), groups)
     coords = {k: cube.coords[k] for k in ("band", "y", "x")}
     ds = xr.Dataset(
         {

@@ -253,3 +253,31 @@ def test_odc_stac_loads_identical_pixels(scenes):
         np.testing.assert_array_equal(
             ours.sel(band="scl").isel(time=t).values, theirs["scl"].isel(time=t).values
         )
+
+
+def test_overlapping_tiles_of_one_pass_are_one_observation(tmp_path):
+    """A pass seen by two overlapping tiles counts once in the composite; another day again."""
+    neighbour = tmp_path / "neighbour"
+    neighbour.mkdir()
+    items = [
+        make_scene(tmp_path, "33TTN", 0),
+        make_scene(neighbour, "33TTN", 0, nodata_cols=10),  # same pixels, tile edge at x=10
+        make_scene(tmp_path, "33TTN", 1),
+    ]
+    items[1]["id"] = "S2B_33TUN_20240701_0_L2A"
+    items[1]["properties"].update({"grid:code": "MGRS-33TUN", "datetime": "2024-07-01T10:00:04Z"})
+    scenes = [normalize_item(it) for it in items]
+    c = cube.load_cube(scenes, bands=("blue", "green", "red", "nir", "scl"), chunk_px=32)
+    assert c.observation.dims == ("time",) and c.observation.dtype.kind == "i"
+    assert c.observation.values.tolist() == [0, 0, 1]
+    assert c.mgrs_tile.values.tolist() == ["33TTN", "33TUN", "33TTN"]
+    masked = cube.mask_clouds(c)
+    comp = cube.composite(masked).compute(scheduler="sync")
+    assert (comp.clear_count.values == 2).all()
+    ramps = [np.stack([_expected_dn(i, t) for i in range(4)]) for t in (0, 1)]
+    np.testing.assert_array_equal(comp.reflectance.values, ramps[0] + 5)  # mean of both days
+    # Counted per item (no observation coordinate), the overlap wins the median.
+    per_item = cube.composite(masked.drop_vars("observation")).compute(scheduler="sync")
+    count = per_item.clear_count.values
+    assert (count[:, :10] == 2).all() and (count[:, 10:] == 3).all()
+    np.testing.assert_array_equal(per_item.reflectance.values[:, :, 10:], ramps[0][:, :, 10:])
