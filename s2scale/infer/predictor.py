@@ -37,6 +37,7 @@ __all__ = [
     "Predictor",
     "TorchPredictor",
     "clear_model_cache",
+    "forward_count",
     "get_model",
     "model_cache_info",
     "resolve_device",
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
 _LOAD_LOCK = threading.Lock()  # worker threads share one cache; load each model once
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_FORWARD_LOCK = threading.Lock()
+_forward_passes = 0  # model forward passes (batches) run in this process
 
 
 class Predictor(Protocol):
@@ -152,6 +155,32 @@ def model_cache_info() -> functools._CacheInfo:
     return get_model.cache_info()
 
 
+def forward_count() -> int:
+    """Number of model forward passes (one per batch of sub-tiles) run in this process.
+
+    Process-wide and never reset; tests ask each Dask worker ``client.run(forward_count)`` to see
+    which workers ran the model.
+
+    Returns
+    -------
+    int
+        Forward passes of :class:`TorchPredictor` models since this process started.
+
+    Examples
+    --------
+    >>> forward_count() >= 0
+    True
+    """
+    return _forward_passes
+
+
+def _count_forward() -> None:
+    """Add one to :func:`forward_count` (thread-safe: worker threads share the counter)."""
+    global _forward_passes
+    with _FORWARD_LOCK:
+        _forward_passes += 1
+
+
 def clear_model_cache() -> None:
     """Drop this process's cached models (frees their memory)."""
     get_model.cache_clear()
@@ -231,6 +260,7 @@ class TorchPredictor:
             )
             with torch.inference_mode(), autocast:
                 y = model(x)
+            _count_forward()
             return norm.denormalize(y.float()).cpu().numpy()
 
         return tile_process(
