@@ -68,10 +68,14 @@ class CubeConfig:
     """Spatial chunk edge of the 10 m cubes, in pixels."""
     mask_snow: bool = False
     """Also mask SCL class 11 (snow/ice)."""
+    time_chunk: int = 8
+    """Scenes read one after another by one task (stackstac's time chunk)."""
 
     def __post_init__(self) -> None:
         if not 16 <= self.chunk_px <= 16384:
             raise ConfigError(f"cube.chunk_px={self.chunk_px} must be within 16..16384")
+        if not 1 <= self.time_chunk <= 1024:
+            raise ConfigError(f"cube.time_chunk={self.time_chunk} must be within 1..1024")
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,12 @@ class ClusterConfig:
     """Container image of scheduler and workers (``kubernetes``)."""
     k8s_gpus_per_worker: int = 1
     """``nvidia.com/gpu`` limit per worker pod (``kubernetes``)."""
+    units_in_flight: int | None = None
+    """Work units whose graphs are on the cluster at once (default: 2 per GPU worker)."""
+    unit_retries: int = 2
+    """Times a unit is resubmitted after its worker died, before the run fails."""
+    lost_timeout_s: float = 120.0
+    """How long a run waits with no workers (or no scheduler) before it fails."""
 
     def __post_init__(self) -> None:
         if self.kind not in CLUSTER_KINDS and "://" not in self.kind:
@@ -109,6 +119,12 @@ class ClusterConfig:
             raise ConfigError(f"n_workers={self.n_workers} must be at least 1")
         if self.threads_per_worker < 1:
             raise ConfigError(f"threads_per_worker={self.threads_per_worker} must be at least 1")
+        if self.units_in_flight is not None and self.units_in_flight < 1:
+            raise ConfigError(f"units_in_flight={self.units_in_flight} must be at least 1")
+        if self.unit_retries < 0:
+            raise ConfigError(f"unit_retries={self.unit_retries} must be >= 0")
+        if not self.lost_timeout_s > 0:
+            raise ConfigError(f"lost_timeout_s={self.lost_timeout_s} must be > 0 seconds")
 
 
 @dataclass(frozen=True)

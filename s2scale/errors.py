@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "ClusterError",
     "ConfigError",
     "GridMismatchError",
     "NoScenesFoundError",
@@ -43,3 +44,7 @@ class StacApiError(S2ScaleError, ConnectionError):
 
 class CheckpointError(S2ScaleError, RuntimeError):
     """A model checkpoint is missing, malformed or does not fit."""
+
+
+class ClusterError(S2ScaleError, RuntimeError):
+    """The Dask cluster cannot run the work: no workers, no GPU workers, or no scheduler."""

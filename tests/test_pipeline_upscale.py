@@ -193,9 +193,9 @@ def test_bad_input_is_refused_early(sample, tiny_ckpt, tmp_path):
             tmp_path / "a.zarr",
             progress=False,
         )
-    with pytest.raises(GridMismatchError, match="halo"):
+    with pytest.raises(ConfigError, match="tile_px=32 must exceed"):  # sub-tiles < halo
         run_upscale(
-            _cfg(sample, tiny_ckpt).replace("infer", chunk_px=32, halo_px=20),
+            _cfg(sample, tiny_ckpt).replace("infer", tile_px=32, halo_px=20),
             tmp_path / "b.zarr",
             progress=False,
         )

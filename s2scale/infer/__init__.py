@@ -11,6 +11,7 @@ from s2scale.infer.predictor import (
     Predictor,
     TorchPredictor,
     clear_model_cache,
+    forward_count,
     get_model,
     model_cache_info,
     resolve_device,
@@ -25,25 +26,37 @@ from s2scale.infer.tiling import (
     tile_starts,
     valid_mask,
 )
-from s2scale.infer.upscale import upscale, upscale_block, upscale_dask, weights_path
+from s2scale.infer.upscale import (
+    ModelSetup,
+    prepare_model,
+    upscale,
+    upscale_block,
+    upscale_dask,
+    upscale_window_block,
+    weights_path,
+)
 
 __all__ = [
     "HALO_PX",
+    "ModelSetup",
     "Predictor",
     "TorchPredictor",
     "blend_weights",
     "clear_model_cache",
     "default_halo_px",
     "feather_1d",
+    "forward_count",
     "get_model",
     "input_multiple",
     "model_cache_info",
+    "prepare_model",
     "resolve_device",
     "tile_process",
     "tile_starts",
     "upscale",
     "upscale_block",
     "upscale_dask",
+    "upscale_window_block",
     "valid_mask",
     "weights_path",
 ]

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,15 @@ from s2scale.infer.predictor import DTypeName, Predictor, TorchPredictor
 from s2scale.infer.tiling import check_tiling, default_halo_px, input_multiple
 from s2scale.models import GENERATORS, read_checkpoint
 
-__all__ = ["upscale", "upscale_block", "upscale_dask", "weights_path"]
+__all__ = [
+    "ModelSetup",
+    "prepare_model",
+    "upscale",
+    "upscale_block",
+    "upscale_dask",
+    "upscale_window_block",
+    "weights_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,52 @@ def upscale_block(block: np.ndarray, *, predict: Predictor, margin: int, scale: 
 def _upscale_chunk(block: np.ndarray, *, margin: int, scale: int, predict: Predictor) -> np.ndarray:
     """Dask task: the kernel with a (plain-valued) predictor."""
     return upscale_block(block, predict=predict, margin=margin, scale=scale)
+
+
+def upscale_window_block(
+    block: np.ndarray,
+    *,
+    predict: Predictor,
+    margin: int,
+    scale: int,
+    pad: tuple[int, int, int, int] = (0, 0, 0, 0),
+    crop: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
+    """Upscale a window read with its halo, mirroring the halo where the window met an array edge.
+
+    Parameters
+    ----------
+    block
+        ``(C, y, x)`` uint16 DN (0 = no data): a core window plus ``margin`` px of real context
+        on each side, less ``pad`` ``(top, bottom, left, right)`` px where the source array ended.
+    predict, margin, scale
+        As in :func:`upscale_block`; missing context is mirrored (``numpy.pad`` ``"symmetric"``,
+        the same values as Dask's ``boundary="reflect"`` in :func:`upscale_dask`).
+    pad
+        Context missing on each side, in LR px.
+    crop
+        ``(row0, row1, col0, col1)`` of the upscaled core to return (default all of it).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C, rows, cols)`` uint16 at ``scale`` times the resolution.
+
+    Examples
+    --------
+    >>> nn = lambda b: b.repeat(2, axis=-2).repeat(2, axis=-1)
+    >>> b = np.arange(12, dtype=np.uint16).reshape(1, 3, 4)
+    >>> upscale_window_block(b, predict=nn, margin=1, scale=2, pad=(1, 0, 0, 0)).shape
+    (1, 4, 4)
+    """
+    top, bottom, left, right = pad
+    if any(pad):
+        block = np.pad(block, ((0, 0), (top, bottom), (left, right)), mode="symmetric")
+    out = upscale_block(block, predict=predict, margin=margin, scale=scale)
+    if crop is not None:
+        a, b, c, d = crop
+        out = out[:, a:b, c:d]
+    return np.ascontiguousarray(out)
 
 
 def _merge_tail(chunks: tuple[int, ...], min_px: int) -> tuple[int, ...]:
@@ -222,6 +277,98 @@ def _check_cube(cube: xr.DataArray) -> None:
         raise ConfigError(f"upscale needs at least 2x2 pixels, got {dict(cube.sizes)}")
 
 
+@dataclass(frozen=True)
+class ModelSetup:
+    """A resolved model: the predictor that tasks carry and the facts that shape the graph."""
+
+    predictor: TorchPredictor
+    """Plain-valued predictor (checkpoint path, device, dtype, tiling) for the model tasks."""
+    arch: str
+    """Registry architecture name."""
+    checkpoint: str | None
+    """Absolute checkpoint path, or None for random weights."""
+    bands: tuple[str, ...]
+    """Band names the model expects, in order."""
+    scale: int
+    """Upscaling factor."""
+    halo_px: int
+    """Context per block side in LR px."""
+    align: int
+    """The model's input multiple (window offsets and halo are multiples of it)."""
+
+
+def prepare_model(
+    model: str | os.PathLike[str] = "srresnet",
+    *,
+    bands: Sequence[str] | int | None = None,
+    halo_px: int | None = None,
+    tile_px: int = 512,
+    overlap_px: int | None = None,
+    batch_size: int = 4,
+    device: str = "auto",
+    dtype: DTypeName = "auto",
+    compile: bool = False,
+    random_weights: bool = False,
+    model_kwargs: Mapping[str, Any] | None = None,
+    seed: int = 0,
+) -> ModelSetup:
+    """Resolve a model spec and check the tiling options (see :func:`upscale` for each option).
+
+    ``bands`` are the input's band names (or their number); they must match the checkpoint's.
+    Reads the checkpoint's header on the calling process; no model is built here.
+
+    Raises
+    ------
+    ConfigError, CheckpointError
+        As :func:`upscale`.
+    """
+    if model_kwargs and not random_weights:
+        raise ConfigError("model_kwargs only apply with random_weights=True")
+    checkpoint, arch, model_bands, scale = _resolve_model(model, random_weights)
+    names = None if bands is None or isinstance(bands, int) else tuple(str(b) for b in bands)
+    n_bands = len(names) if names is not None else bands
+    if model_bands is None and n_bands is None:
+        raise ConfigError("a random-weight model needs the input's bands (bands=...)")
+    if model_bands is None:
+        model_bands = names or tuple(f"band{i}" for i in range(n_bands))
+    if (names is not None and names != model_bands) or (
+        n_bands is not None and len(model_bands) != n_bands
+    ):
+        raise ConfigError(
+            f"the cube has bands {list(names) if names else n_bands} but model {arch!r} "
+            f"({checkpoint or 'random weights'}) expects {list(model_bands)}; select or reorder "
+            "the cube's bands (cube.sel(band=[...])) or use a checkpoint for these bands"
+        )
+    halo = default_halo_px(arch) if halo_px is None else halo_px
+    if isinstance(halo, bool) or not isinstance(halo, int) or halo < 0:
+        raise ConfigError(f"halo_px must be an int >= 0, got {halo_px!r}")
+    align = input_multiple(arch, scale)
+    overlap = 2 * halo + 8 if overlap_px is None else overlap_px
+    overlap += -overlap % align
+    check_tiling(tile_px, overlap, halo, align)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    predict = TorchPredictor(
+        checkpoint=checkpoint,
+        arch=arch if checkpoint is None else None,
+        model_kwargs=tuple(sorted((model_kwargs or {}).items())),
+        bands=model_bands if checkpoint is None else (),
+        scale=scale,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        tile_px=tile_px,
+        overlap_px=overlap,
+        halo_px=halo,
+        batch_size=batch_size,
+        compile=compile,
+    )
+    return ModelSetup(
+        predictor=predict, arch=arch, checkpoint=checkpoint, bands=tuple(model_bands),
+        scale=scale, halo_px=halo, align=align,
+    )  # fmt: skip
+
+
 def upscale(
     cube: xr.DataArray,
     model: str | os.PathLike[str] = "srresnet",
@@ -301,43 +448,14 @@ def upscale(
     ((2, 16, 16), [2.5, 7.5], 1)
     """
     _check_cube(cube)
-    if model_kwargs and not random_weights:
-        raise ConfigError("model_kwargs only apply with random_weights=True")
-    checkpoint, arch, model_bands, scale = _resolve_model(model, random_weights)
     names = tuple(str(b) for b in cube["band"].values) if "band" in cube.coords else None
-    n_bands = cube.sizes["band"]
-    if model_bands is None:
-        model_bands = names or tuple(f"band{i}" for i in range(n_bands))
-    if (names is not None and names != model_bands) or len(model_bands) != n_bands:
-        raise ConfigError(
-            f"the cube has bands {list(names) if names else n_bands} but model {arch!r} "
-            f"({checkpoint or 'random weights'}) expects {list(model_bands)}; select or reorder "
-            "the cube's bands (cube.sel(band=[...])) or use a checkpoint for these bands"
-        )
-    halo = default_halo_px(arch) if halo_px is None else halo_px
-    if isinstance(halo, bool) or not isinstance(halo, int) or halo < 0:
-        raise ConfigError(f"halo_px must be an int >= 0, got {halo_px!r}")
-    align = input_multiple(arch, scale)
-    overlap = 2 * halo + 8 if overlap_px is None else overlap_px
-    overlap += -overlap % align
-    check_tiling(tile_px, overlap, halo, align)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    predict = TorchPredictor(
-        checkpoint=checkpoint,
-        arch=arch if checkpoint is None else None,
-        model_kwargs=tuple(sorted((model_kwargs or {}).items())),
-        bands=model_bands if checkpoint is None else (),
-        scale=scale,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        tile_px=tile_px,
-        overlap_px=overlap,
-        halo_px=halo,
-        batch_size=batch_size,
-        compile=compile,
-    )
+    setup = prepare_model(
+        model, bands=names or cube.sizes["band"], halo_px=halo_px, tile_px=tile_px,
+        overlap_px=overlap_px, batch_size=batch_size, device=device, dtype=dtype,
+        compile=compile, random_weights=random_weights, model_kwargs=model_kwargs, seed=seed,
+    )  # fmt: skip
+    predict, halo, align, scale = setup.predictor, setup.halo_px, setup.align, setup.scale
+    arch, checkpoint = setup.arch, setup.checkpoint
     data = cube.data
     if not isinstance(data, da.Array):
         data = da.from_array(np.asarray(data), chunks=(1,) * (cube.ndim - 3) + (-1, 1024, 1024))

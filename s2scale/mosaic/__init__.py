@@ -27,23 +27,39 @@ from s2scale.mosaic.blend import (
     reproject_block,
 )
 from s2scale.mosaic.export import export_cog, quicklook, write_stac
-from s2scale.mosaic.graph import mosaic
-from s2scale.mosaic.store import WriteReport, open_mosaic, redact_url, write_mosaic
+from s2scale.mosaic.graph import SourceGrid, mosaic, mosaic_region_block, region_windows
+from s2scale.mosaic.store import (
+    StoreHandle,
+    WriteReport,
+    done_regions,
+    open_mosaic,
+    prepare_store,
+    redact_url,
+    write_mosaic,
+    write_region,
+)
 
 __all__ = [
     "DEFAULT_FEATHER_PX",
     "Region",
     "ResamplingName",
+    "SourceGrid",
+    "StoreHandle",
     "WriteReport",
     "blend_block",
+    "done_regions",
     "export_cog",
     "feather_weights_block",
     "mosaic",
+    "mosaic_region_block",
     "normalise_weights_block",
     "open_mosaic",
+    "prepare_store",
     "quicklook",
     "redact_url",
+    "region_windows",
     "reproject_block",
     "write_mosaic",
+    "write_region",
     "write_stac",
 ]

@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple, TypeAlias
 
 import dask
 import dask.array as da
@@ -37,7 +38,7 @@ from s2scale.mosaic.blend import (
     reproject_block,
 )
 
-__all__ = ["mosaic"]
+__all__ = ["SourceGrid", "mosaic", "mosaic_region_block", "region_windows"]
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +46,21 @@ _WARP_TILE_PX = 256
 """Edge of the fixed grid tiles GDAL warps one at a time (see :func:`_warp_tiled`)."""
 
 
-def _mosaic_region(
+def mosaic_region_block(
     *windows: np.ndarray,
-    metas: tuple[tuple[Affine, str, Edges], ...],
+    metas: Sequence[SourceMeta],
     grid: TargetGrid,
     region: Region,
     n_bands: int,
     feather_px: float,
     resampling: ResamplingName,
 ) -> np.ndarray:
-    """Task: feather, warp and blend the source windows of one region."""
+    """Feather, warp and blend the source windows of one region (kernel of one region task).
+
+    ``windows`` are ``(band, y, x)`` uint16 DN source windows (0 = no data) as chosen by
+    :func:`region_windows`, ``metas`` their ``(transform, CRS, edges)``; returns the region's
+    ``(band, rows, cols)`` uint16 DN.
+    """
     r0, r1, c0, c1 = region
     e0, e1, f0, f1 = _expand_region(region, grid.shape)
     dst_transform = grid.transform @ Affine.translation(f0, e0)
@@ -115,7 +121,7 @@ def _warp_tiled(
     vals = np.zeros((window.shape[0], rows, cols), np.float32)
     weight = np.zeros((rows, cols), np.float32)
     pad = math.ceil(_KERNEL_RADIUS_PX[resampling] * max(1.0, grid.resolution_m / src_transform.a))
-    src = _Source(data=window, transform=src_transform, crs=src_crs)  # type: ignore[arg-type]
+    src = SourceGrid(transform=src_transform, crs=src_crs, shape=window.shape[1:])
     t = _WARP_TILE_PX
     for y0 in range(0, rows, t):
         for x0 in range(0, cols, t):
@@ -139,6 +145,23 @@ def _warp_tiled(
             vals[:, y0 : tile[1], x0 : tile[3]] = v
             weight[y0 : tile[1], x0 : tile[3]] = w
     return vals, weight
+
+
+Window: TypeAlias = tuple[int, int, int, int]
+"""``(row0, row1, col0, col1)`` pixel slice of a source array."""
+SourceMeta: TypeAlias = tuple[Affine, str, Edges]
+"""``(transform, CRS, edges)`` of a source window; ``edges`` flags sides at the array edge."""
+
+
+class SourceGrid(NamedTuple):
+    """Where a source array lies: enough to choose windows without its data."""
+
+    transform: Affine
+    """Transform of the source array's upper-left pixel."""
+    crs: str
+    """CRS of the source."""
+    shape: tuple[int, int]
+    """``(rows, cols)`` of the source array."""
 
 
 @dataclass(frozen=True)
@@ -195,7 +218,7 @@ def _coerce_sources(sources: Sequence[xr.DataArray]) -> tuple[list[_Source], np.
 
 
 def _source_window(
-    shape: tuple[int, int], transform: Affine, crs: str, src: _Source, pad_px: int
+    shape: tuple[int, int], transform: Affine, crs: str, src: SourceGrid | _Source, pad_px: int
 ) -> tuple[int, int, int, int] | None:
     """``(row0, row1, col0, col1)`` of the source pixels a destination block needs, or None."""
     rows, cols = shape
@@ -318,6 +341,37 @@ def _assemble_window(nested: list, crop: tuple[int, int, int, int]) -> np.ndarra
     return np.block(nested)[:, a:b, c:d]
 
 
+def region_windows(
+    region: Region,
+    grid: TargetGrid,
+    sources: Sequence[SourceGrid],
+    *,
+    feather_px: float,
+    resampling: ResamplingName,
+) -> list[tuple[int, Window, SourceMeta]]:
+    """The source windows one region's blend needs, without touching data.
+
+    Returns ``(source index, (row0, row1, col0, col1) in that source, (window transform, CRS,
+    edges))`` for each source that overlaps the region (plus the feathering and resampling pad);
+    ``edges`` flags the window sides that are the source's array edges. The same rule serves the
+    lazy :func:`mosaic` and the work units of :mod:`s2scale.pipeline`, so both blend identically.
+    """
+    e0, e1, f0, f1 = _expand_region(region, grid.shape)
+    dst_transform = grid.transform @ Affine.translation(f0, e0)
+    out = []
+    for i, src in enumerate(sources):
+        scale = max(1.0, grid.resolution_m / src.transform.a)
+        pad = math.ceil(feather_px) + math.ceil(_KERNEL_RADIUS_PX[resampling] * scale) + 6
+        win = _source_window((e1 - e0, f1 - f0), dst_transform, grid.crs, src, pad)
+        if win is None:
+            continue
+        y0, y1, x0, x1 = win
+        rows, cols = src.shape
+        edges = (y0 == 0, y1 == rows, x0 == 0, x1 == cols)
+        out.append((i, win, (src.transform @ Affine.translation(x0, y0), src.crs, edges)))
+    return out
+
+
 def _region_task(
     region: Region,
     grid: TargetGrid,
@@ -327,23 +381,11 @@ def _region_task(
     resampling: ResamplingName,
 ) -> dask.delayed:
     """The delayed blend of one region, fed with the overlapping source windows only."""
-    e0, e1, f0, f1 = _expand_region(region, grid.shape)
-    dst_transform = grid.transform @ Affine.translation(f0, e0)
-    windows, metas = [], []
-    for src in srcs:
-        scale = max(1.0, grid.resolution_m / src.transform.a)
-        pad = math.ceil(feather_px) + math.ceil(_KERNEL_RADIUS_PX[resampling] * scale) + 6
-        win = _source_window((e1 - e0, f1 - f0), dst_transform, grid.crs, src, pad)
-        if win is None:
-            continue
-        y0, y1, x0, x1 = win
-        rows, cols = src.shape
-        edges = (y0 == 0, y1 == rows, x0 == 0, x1 == cols)
-        windows.append(_window_task(src, y0, y1, x0, x1))
-        metas.append((src.transform @ Affine.translation(x0, y0), src.crs, edges))
-    return dask.delayed(_mosaic_region, pure=True)(
+    found = region_windows(region, grid, srcs, feather_px=feather_px, resampling=resampling)
+    windows = [_window_task(srcs[i], *win) for i, win, _ in found]
+    return dask.delayed(mosaic_region_block, pure=True)(
         *windows,
-        metas=tuple(metas),
+        metas=tuple(meta for _, _, meta in found),
         grid=grid,
         region=region,
         n_bands=n_bands,

@@ -40,7 +40,16 @@ from s2scale.errors import ConfigError, GridMismatchError, ReadError
 from s2scale.grid import TargetGrid
 from s2scale.mosaic.blend import Region
 
-__all__ = ["WriteReport", "open_mosaic", "redact_url", "write_mosaic"]
+__all__ = [
+    "StoreHandle",
+    "WriteReport",
+    "done_regions",
+    "open_mosaic",
+    "prepare_store",
+    "redact_url",
+    "write_mosaic",
+    "write_region",
+]
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +140,22 @@ def _manifest(
         ) from err
 
 
-def _diff(old: dict, new: dict) -> list[str]:
-    """Top-level manifest keys whose values differ, as ``key: stored -> requested``."""
-    keys = sorted(set(old) | set(new))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Manifest entries whose values differ, as ``key.subkey: stored -> requested``.
+
+    Examples
+    --------
+    >>> _diff({"a": 1, "f": {"dtype": "float32"}}, {"a": 1, "f": {"dtype": "bfloat16"}})
+    ["f.dtype: 'float32' -> 'bfloat16'"]
+    """
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
 
 
 def _coerce_mosaic(arr: xr.DataArray, grid: TargetGrid) -> tuple[xr.DataArray, tuple[int, int]]:
@@ -161,6 +182,62 @@ def _coerce_mosaic(arr: xr.DataArray, grid: TargetGrid) -> tuple[xr.DataArray, t
                 "regions: rechunk to a fixed size (arr.chunk({'y': n, 'x': n}))"
             )
     return arr, (cy, cx)
+
+
+@dataclass(frozen=True)
+class StoreHandle:
+    """An open mosaic store, ready for region writes (see :func:`prepare_store`)."""
+
+    target: str
+    """What zarr and xarray open: a local path or an fsspec URL."""
+    shown: str
+    """The store as it may be logged (credentials removed)."""
+    chunks: tuple[int, int]
+    """``(y, x)`` chunk size: one region."""
+    created: bool
+    """True if :func:`prepare_store` created (or replaced) the store."""
+
+
+def prepare_store(
+    template: xr.DataArray,
+    store: str | Path,
+    *,
+    grid: TargetGrid,
+    config_fingerprint: dict,
+    overwrite: bool = False,
+) -> StoreHandle:
+    """Create a mosaic store for ``template`` or check that an existing one may be resumed.
+
+    ``template`` is a lazy ``(band, y, x)`` uint16 array on ``grid`` whose chunks are the regions
+    (nothing of it is computed: only its shape, chunks, bands and coordinates are written).
+    Raises :class:`GridMismatchError` naming each manifest entry that differs from the stored one
+    (including the keys of ``config_fingerprint``) unless ``overwrite`` is True.
+    """
+    arr, (cy, cx) = _coerce_mosaic(template, grid)
+    manifest = _manifest(arr, grid, (cy, cx), config_fingerprint)
+    target, fs, root = _resolve_store(store)
+    shown = redact_url(store)
+    created = False
+    if fs.exists(f"{root}/zarr.json") and not overwrite:
+        _check_existing(target, shown, manifest)
+    else:
+        if fs.exists(root) and not overwrite and fs.ls(root):
+            raise GridMismatchError(
+                f"{shown!r} exists and is not a Zarr store; pass overwrite=True to replace it or "
+                "choose another path"
+            )
+        if overwrite and fs.exists(root):
+            log.info("write_mosaic: replacing %s (overwrite=True)", shown)
+            fs.rm(root, recursive=True)
+        n_blocks = (len(arr.chunks[1]), len(arr.chunks[2]))
+        _create(arr, target, grid, manifest, n_blocks, (cy, cx))
+        created = True
+    return StoreHandle(target=target, shown=shown, chunks=(cy, cx), created=created)
+
+
+def done_regions(handle: StoreHandle) -> np.ndarray:
+    """``(block_y, block_x)`` bool: which regions of the store are completely written."""
+    return np.asarray(zarr.open_array(handle.target, path=_DONE, mode="r")[...]).astype(bool)
 
 
 def write_mosaic(
@@ -207,42 +284,37 @@ def write_mosaic(
     GridMismatchError
         The array does not fit ``grid``, or the store holds another grid, chunking, bands or
         fingerprint (or is not an s2scale mosaic) and ``overwrite`` is False.
+
+    Notes
+    -----
+    Each region task takes its block of ``mosaic_da`` as one of the array's own chunk tasks
+    (``to_delayed(optimize_graph=False)``), so the ``GPU`` resource annotations of model tasks
+    upstream survive; slicing the array inside ``dask.delayed`` would drop them. This writes the
+    whole graph at once: for national runs use :mod:`s2scale.pipeline`, which submits work units
+    in bounded waves.
     """
     start = time.perf_counter()
+    handle = prepare_store(
+        mosaic_da, store, grid=grid, config_fingerprint=config_fingerprint, overwrite=overwrite
+    )
     arr, (cy, cx) = _coerce_mosaic(mosaic_da, grid)
-    manifest = _manifest(arr, grid, (cy, cx), config_fingerprint)
-    target, fs, root = _resolve_store(store)
-    shown = redact_url(store)
-    n_by, n_bx = len(arr.chunks[1]), len(arr.chunks[2])
     wanted = _coerce_regions(regions, arr, (cy, cx))
-
-    created = False
-    if fs.exists(f"{root}/zarr.json") and not overwrite:
-        _check_existing(target, shown, manifest)
-    else:
-        if fs.exists(root) and not overwrite and fs.ls(root):
-            raise GridMismatchError(
-                f"{shown!r} exists and is not a Zarr store; pass overwrite=True to replace it or "
-                "choose another path"
-            )
-        if overwrite and fs.exists(root):
-            log.info("write_mosaic: replacing %s (overwrite=True)", shown)
-            fs.rm(root, recursive=True)
-        _create(arr, target, grid, manifest, (n_by, n_bx), (cy, cx))
-        created = True
-
-    done = zarr.open_array(target, path=_DONE, mode="r")[...]
+    done = done_regions(handle)
     missing = [r for r in wanted if not done[r[0] // cy, r[2] // cx]]
     log.info(
         "write_mosaic %s: %d regions, %d to compute, %d already written",
-        shown,
+        handle.shown,
         len(wanted),
         len(missing),
         len(wanted) - len(missing),
     )
+    blocks = arr.data.to_delayed(optimize_graph=False)
     tasks = [
-        dask.delayed(_write_region, pure=True)(
-            arr.data[:, r0:r1, c0:c1], target=target, region=(r0, r1, c0, c1), chunks=(cy, cx)
+        dask.delayed(write_region, pure=True)(
+            blocks[0, r0 // cy, c0 // cx],
+            target=handle.target,
+            region=(r0, r1, c0, c1),
+            chunks=(cy, cx),
         )
         for r0, r1, c0, c1 in missing
     ]
@@ -252,11 +324,11 @@ def write_mosaic(
     else:
         job.compute()
     return WriteReport(
-        store=shown,
+        store=handle.shown,
         regions_total=len(wanted),
         regions_computed=len(missing),
         regions_reused=len(wanted) - len(missing),
-        created=created,
+        created=handle.created,
         seconds=time.perf_counter() - start,
     )
 
@@ -337,10 +409,13 @@ def _create(
     log.debug("created mosaic store %s", redact_url(target))
 
 
-def _write_region(
+def write_region(
     data: np.ndarray, *, target: str, region: Region, chunks: tuple[int, int]
 ) -> Region:
-    """Task: write one region with ``to_zarr(region=...)``, then mark it done."""
+    """Task: write one region's ``(band, rows, cols)`` uint16, then mark it done.
+
+    The mark comes last, so a region is never marked before its bytes are in the store.
+    """
     r0, r1, c0, c1 = region
     ds = xr.Dataset({_VAR: (("band", "y", "x"), data)})
     ds.to_zarr(

@@ -1,0 +1,112 @@
+"""The graph of one work unit, submitted to the cluster as a handful of futures.
+
+A unit (see :mod:`s2scale.pipeline.plan`) becomes, per zone window, a composite graph (stackstac
+reads of the window's scenes, SCL masks, observation median; or a read from a composite store)
+and one super-resolution task; then one blend task and one write task for its region::
+
+    composite(zone a) -> SR(zone a) --\
+                                        >-- blend(region) -- write(region) + done mark
+    composite(zone b) -> SR(zone b) --/
+
+The SR tasks are submitted with ``resources={"GPU": 1}``, so they run only on workers that
+advertise a ``GPU`` resource, one at a time per GPU, whatever path built the run; everything else
+(reading, decoding, compositing, blending, writing) runs on any worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+
+from s2scale import cube
+from s2scale._items import BANDS, MASK_BAND
+from s2scale.infer import ModelSetup, upscale_window_block
+from s2scale.mosaic import StoreHandle, mosaic_region_block, write_region
+from s2scale.pipeline.plan import Plan, Unit, ZoneWindow
+
+__all__ = ["CompositeReader", "StacComposites", "StoreComposites", "submit_unit"]
+
+GPU = {"GPU": 1}
+"""The resource every model task needs."""
+
+
+class CompositeReader:
+    """Where zone windows of 10 m composites come from (a lazy ``(band, y, x)`` uint16 array)."""
+
+    def window(self, plan: Plan, w: ZoneWindow) -> da.Array:
+        """The composite of ``w.lr_window`` of zone ``w.zone``."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class StacComposites(CompositeReader):
+    """Composites made from the window's scenes: stackstac reads, SCL masks, median."""
+
+    chunk_px: int
+    """Spatial chunk of the reads (10 m px)."""
+    time_chunk: int
+    """Scenes per read task."""
+    mask_snow: bool = False
+    """Also mask snow."""
+
+    def window(self, plan: Plan, w: ZoneWindow) -> da.Array:
+        """Lazy cloud-free composite of one zone window, read from that window's scenes only."""
+        zone = plan.zones[w.zone]
+        stack = cube.load_cube(
+            [plan.scenes[i] for i in w.scenes],
+            bounds=zone.window_bounds(w.lr_window),
+            bands=(*BANDS, MASK_BAND),
+            chunk_px=self.chunk_px,
+            time_chunk=self.time_chunk,
+        )
+        return cube.composite(cube.mask_clouds(stack, mask_snow=self.mask_snow)).reflectance.data
+
+
+@dataclass(frozen=True)
+class StoreComposites(CompositeReader):
+    """Composites read from a store written by ``s2scale cube`` (one group per zone)."""
+
+    arrays: dict[int, da.Array]
+    """Each zone's ``reflectance`` ``(band, y, x)``, keyed by EPSG, lazily opened once."""
+
+    def window(self, plan: Plan, w: ZoneWindow) -> da.Array:
+        """The stored composite of one zone window."""
+        y0, y1, x0, x1 = w.lr_window
+        return self.arrays[plan.zones[w.zone].epsg][:, y0:y1, x0:x1]
+
+
+def submit_unit(
+    client: Any,
+    plan: Plan,
+    unit: Unit,
+    *,
+    reader: CompositeReader,
+    setup: ModelSetup,
+    handle: StoreHandle,
+    token: str,
+    write: Callable[..., Any] = write_region,
+) -> Any:
+    """Submit one unit; returns the future of its write (the region, once written and marked)."""
+    m = plan.config.mosaic
+    prefix = f"{token}-u{unit.index}"
+    srs = []
+    for w in unit.windows:
+        comp = client.compute(reader.window(plan, w), priority=-unit.index)
+        sr = client.submit(
+            upscale_window_block, comp, predict=setup.predictor, margin=plan.halo_px,
+            scale=plan.scale, pad=w.lr_pad, crop=w.sr_crop, resources=GPU,
+            key=f"upscale-{prefix}-z{w.zone}", priority=-unit.index,
+        )  # fmt: skip
+        srs.append(sr)
+    blended = client.submit(
+        mosaic_region_block, *srs, metas=tuple(w.meta for w in unit.windows), grid=plan.grid,
+        region=unit.region, n_bands=len(BANDS), feather_px=m.feather_px,
+        resampling=m.resampling, key=f"blend-{prefix}", priority=-unit.index,
+    )  # fmt: skip
+    return client.submit(
+        write, blended, target=handle.target, region=unit.region, chunks=handle.chunks,
+        key=f"write-{prefix}", priority=-unit.index,
+    )  # fmt: skip
