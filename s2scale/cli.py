@@ -54,6 +54,23 @@ def _config(search: dict[str, Any]) -> Any:
     )
 
 
+def _bbox(text: str) -> tuple[float, float, float, float]:
+    """``minx,miny,maxx,maxy`` in degrees, checked."""
+    from s2scale.errors import ConfigError
+
+    try:
+        minx, miny, maxx, maxy = (float(v) for v in text.split(","))
+    except ValueError as err:
+        raise ConfigError(
+            f"--aoi {text!r} is not 'minx,miny,maxx,maxy' in degrees (e.g. 11.9,47.4,12.1,47.6)"
+        ) from err
+    if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
+        raise ConfigError(
+            f"--aoi {text!r} is not a bbox in degrees with minx < maxx and miny < maxy"
+        )
+    return minx, miny, maxx, maxy
+
+
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
@@ -132,12 +149,20 @@ def main(verbose: int) -> None:
     help="Write the metadata-only catalog covering all of Austria (no pixels).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Simulator seed.")
+@click.option(
+    "--aoi",
+    default=None,
+    help="Simulate this area instead of the built-in one: 'minx,miny,maxx,maxy' in degrees.",
+)
 @_handle_errors
-def sample(out: Path, national: bool, seed: int) -> None:
+def sample(out: Path, national: bool, seed: int, aoi: str | None) -> None:
     """Write the built-in simulated sample: COGs, orthophoto, 5 m truth and OUT/catalog.json."""
+    from s2scale.errors import ConfigError
     from s2scale.pipeline import run_sample
 
-    report = run_sample(out, national=national, seed=seed)
+    if aoi is not None and national:
+        raise ConfigError("--aoi and --national exclude each other; give one of them")
+    report = run_sample(out, national=national, seed=seed, aoi=_bbox(aoi) if aoi else None)
     _echo_json(report)
 
 
@@ -176,18 +201,38 @@ def search(as_json: bool, **search: Any) -> None:
 @click.option(
     "--chunk-px", type=int, default=None, help="Spatial chunk edge in 10 m pixels [1024]."
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a store of another configuration (one of the same configuration is resumed).",
+)
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Print the plan (scenes, tiles, zones, chunks, bytes) without reading pixels.",
+    help="Print the plan (scenes, zones, units, tasks) without reading pixels.",
+)
+@click.option(
+    "--cluster",
+    default=None,
+    help="auto, local, local-gpu, kubernetes or a scheduler address tcp://HOST:PORT [auto].",
 )
 @_handle_errors
-def cube(out: Path, chunk_px: int | None, overwrite: bool, dry_run: bool, **search: Any) -> None:
-    """Build cloud-masked median composites per UTM zone and store them as Zarr."""
+def cube(
+    out: Path,
+    chunk_px: int | None,
+    overwrite: bool,
+    dry_run: bool,
+    cluster: str | None,
+    **search: Any,
+) -> None:
+    """Build cloud-masked median composites per UTM zone into a resumable Zarr store.
+
+    Each store chunk is one work unit that reads only the scenes overlapping it; a rerun
+    computes only the missing chunks. 's2scale upscale --from-cube OUT' super-resolves from it.
+    """
     from s2scale.pipeline import run_cube
 
-    cfg = _config(search).replace("cube", chunk_px=chunk_px)
+    cfg = _config(search).replace("cube", chunk_px=chunk_px).replace("cluster", kind=cluster)
     report = run_cube(cfg, out, dry_run=dry_run, overwrite=overwrite)
     _echo_json(report)
 
@@ -206,10 +251,22 @@ def cube(out: Path, chunk_px: int | None, overwrite: bool, dry_run: bool, **sear
     "(s3://..., credentials from the environment).",
 )
 @click.option(
-    "--chunk-px",
+    "--from-cube",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    default=None,
+    help="Super-resolve composites from this 's2scale cube' store instead of searching.",
+)
+@click.option(
+    "--region-px",
     type=int,
     default=None,
-    help="SR chunk edge in 10 m pixels [1024]; at least twice the halo.",
+    help="Edge of one output region (one work unit, one Zarr chunk) in 5 m pixels [2048].",
+)
+@click.option(
+    "--units-in-flight",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Work units on the cluster at once [2 per GPU worker].",
 )
 @click.option(
     "--halo-px",
@@ -240,14 +297,16 @@ def cube(out: Path, chunk_px: int | None, overwrite: bool, dry_run: bool, **sear
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Print the plan: scenes, tiles, regions, output "
-    "size, estimated GPU time; reads no pixels.",
+    help="Print the plan as JSON: scenes, zones, regions, units, tasks_total, output size, "
+    "estimated GPU time; reads no pixels.",
 )
 @_handle_errors
 def upscale(
     model: str | None,
     out: str,
-    chunk_px: int | None,
+    from_cube: Path | None,
+    region_px: int | None,
+    units_in_flight: int | None,
     halo_px: int | None,
     cluster: str | None,
     crs: str | None,
@@ -262,15 +321,11 @@ def upscale(
 
     cfg = _config(search)
     cfg = cfg.replace(
-        "infer",
-        model=model,
-        chunk_px=chunk_px,
-        halo_px=halo_px,
-        device=device,
-        random_weights=random_weights,
+        "infer", model=model, halo_px=halo_px, device=device, random_weights=random_weights
     )
-    cfg = cfg.replace("cluster", kind=cluster).replace("mosaic", crs=crs)
-    report = run_upscale(cfg, out, dry_run=dry_run, overwrite=overwrite)
+    cfg = cfg.replace("cluster", kind=cluster, units_in_flight=units_in_flight)
+    cfg = cfg.replace("mosaic", crs=crs, chunk_px=region_px)
+    report = run_upscale(cfg, out, dry_run=dry_run, overwrite=overwrite, from_cube=from_cube)
     _echo_json(report)
 
 

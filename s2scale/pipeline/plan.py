@@ -45,11 +45,9 @@ __all__ = [
     "ZonePlan",
     "ZoneWindow",
     "build_plan",
-    "cube_unit_tasks",
     "cube_units",
     "fingerprint",
     "plan_zones",
-    "unit_tasks",
 ]
 
 RESOLUTION_M = cube.RESOLUTION_M
@@ -166,20 +164,12 @@ class Plan:
         """The units' regions."""
         return [u.region for u in self.units]
 
-    @property
-    def tasks_total(self) -> int:
-        """Tasks of all units (see :func:`unit_tasks`)."""
-        return sum(self.unit_tasks())
+    def to_json(self, tasks_per_unit: list[int] | None = None) -> dict[str, Any]:
+        """The plan as ``--dry-run`` prints it (summary statistics; no per-unit list).
 
-    def unit_tasks(self) -> list[int]:
-        """Tasks per unit."""
-        tc = self.config.cube.time_chunk
-        chunk = self.config.cube.chunk_px
-        return [unit_tasks(u, tc, chunk, from_cube=self.source != "stac") for u in self.units]
-
-    def to_json(self) -> dict[str, Any]:
-        """The plan as ``--dry-run`` prints it (summary statistics; no per-unit list)."""
-        tasks = np.array(self.unit_tasks() or [0])
+        ``tasks_per_unit`` comes from :func:`s2scale.pipeline.units.count_tasks`.
+        """
+        tasks = np.array(tasks_per_unit or [0])
         scenes = np.array([sum(len(w.scenes) for w in u.windows) for u in self.units] or [0])
         out_px = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in self.regions)
         g = self.grid
@@ -204,26 +194,6 @@ class Plan:
             "halo_px": self.halo_px,
             "scale": self.scale,
         }  # fmt: skip
-
-
-def unit_tasks(unit: Unit, time_chunk: int, chunk_px: int, *, from_cube: bool = False) -> int:
-    """Tasks the graph of ``unit`` has on the cluster (checked against built graphs in tests).
-
-    Per zone window read from STAC: per time chunk of its scenes and spatial chunk, one reader
-    and one fetch task, one mask task, then per spatial chunk one composite and, for several
-    chunks, the join; then one super-resolution task. From a composite store: one read task per
-    store chunk touched plus the join. Per unit: the blend and the write.
-    """
-    total = 2
-    for w in unit.windows:
-        y0, y1, x0, x1 = w.lr_window
-        spatial = math.ceil((y1 - y0) / chunk_px) * math.ceil((x1 - x0) / chunk_px)
-        if from_cube:
-            total += 2 + 1
-            continue
-        n_time = math.ceil(len(w.scenes) / time_chunk)
-        total += n_time + spatial * (2 * n_time) + spatial + (1 if spatial > 1 else 0) + 1
-    return total
 
 
 # -------------------------------------------------------------------------------------- building
@@ -360,12 +330,6 @@ def cube_units(
                     ids = tuple(sorted(zone.scenes[j] for j in hits))
                     out.append(CubeUnit(index=len(out), zone=zi, window=window, scenes=ids))
     return out
-
-
-def cube_unit_tasks(unit: CubeUnit, time_chunk: int) -> int:
-    """Tasks of one composite-stage unit: reads as in :func:`unit_tasks`, the join, the write."""
-    n_time = math.ceil(len(unit.scenes) / time_chunk)
-    return n_time + 2 * n_time + 1 + 2 + 1
 
 
 def _zone_window(

@@ -28,12 +28,11 @@ from s2scale.pipeline.plan import (
     CubeUnit,
     Plan,
     build_plan,
-    cube_unit_tasks,
     cube_units,
     fingerprint,
     plan_zones,
 )
-from s2scale.pipeline.units import StacComposites, StoreComposites, submit_unit
+from s2scale.pipeline.units import StacComposites, StoreComposites, count_tasks, submit_unit
 from s2scale.pipeline.waves import default_in_flight, run_waves, wait_for_gpu_workers
 
 __all__ = ["plan_upscale", "run_cube", "run_upscale"]
@@ -68,7 +67,8 @@ def plan_upscale(cfg: RunConfig, *, from_cube: str | Path | None = None) -> tupl
         result = run_search(cfg) if store is None else catalog.SearchResult(scenes=())
     with timed("plan", timings):
         plan = build_plan(cfg, result, store=store)
-    report = plan.to_json()
+        tasks = count_tasks(plan, _reader(plan))
+    report = plan.to_json(tasks)
     report["estimated_gpu_time"] = _estimate_gpu_seconds(cfg.infer.model, report["output_pixels"])
     report["timings_s"] = timings
     return plan, report
@@ -126,7 +126,7 @@ def run_upscale(
     if plan is None:
         plan, report = plan_upscale(cfg, from_cube=from_cube)
     else:
-        report = {**plan.to_json(), "timings_s": {}}
+        report = {**plan.to_json(count_tasks(plan, _reader(plan))), "timings_s": {}}
     report["out"] = redact(out)
     if dry_run:
         report["dry_run"] = True
@@ -311,7 +311,7 @@ def run_cube(
     with timed("plan", timings):
         zones = plan_zones(cfg, scenes)
         units = cube_units(cfg, scenes, zones)
-    tasks = [cube_unit_tasks(u, cfg.cube.time_chunk) for u in units] or [0]
+    tasks = _cube_tasks(cfg, scenes, zones, units) or [0]
     report: dict[str, Any] = {
         "scenes": len(result),
         "skipped_items": [list(s) for s in result.skipped],
@@ -371,6 +371,20 @@ def run_cube(
     report["regions_failed"] = waves.failed
     report["written"] = [{"group": s.group, "shape": [len(BANDS), *s.shape]} for s in specs]
     return report
+
+
+def _cube_tasks(cfg: RunConfig, scenes: tuple, zones: tuple, units: list[CubeUnit]) -> list[int]:
+    """Tasks per composite unit, counted on built graphs (one per distinct scene count)."""
+    import dask
+
+    cache: dict[int, int] = {}
+    out = []
+    for u in units:
+        if len(u.scenes) not in cache:
+            (opt,) = dask.optimize(_composite_both(scenes, zones[u.zone], u, cfg))
+            cache[len(u.scenes)] = len(opt.__dask_graph__()) + 1  # + the write
+        out.append(cache[len(u.scenes)])
+    return out
 
 
 def _n_workers(client: Any) -> int:

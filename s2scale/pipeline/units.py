@@ -27,7 +27,13 @@ from s2scale.infer import ModelSetup, upscale_window_block
 from s2scale.mosaic import StoreHandle, mosaic_region_block, write_region
 from s2scale.pipeline.plan import Plan, Unit, ZoneWindow
 
-__all__ = ["CompositeReader", "StacComposites", "StoreComposites", "submit_unit"]
+__all__ = [
+    "CompositeReader",
+    "StacComposites",
+    "StoreComposites",
+    "count_tasks",
+    "submit_unit",
+]
 
 GPU = {"GPU": 1}
 """The resource every model task needs."""
@@ -59,10 +65,23 @@ class StacComposites(CompositeReader):
             [plan.scenes[i] for i in w.scenes],
             bounds=zone.window_bounds(w.lr_window),
             bands=(*BANDS, MASK_BAND),
-            chunk_px=self.chunk_px,
+            chunk_px=_even_chunk(w.lr_window, self.chunk_px),
             time_chunk=self.time_chunk,
         )
         return cube.composite(cube.mask_clouds(stack, mask_snow=self.mask_snow)).reflectance.data
+
+
+def _even_chunk(window: tuple[int, int, int, int], chunk_px: int) -> int:
+    """A spatial chunk of at most ``chunk_px`` that cuts the window into near-equal pieces.
+
+    Examples
+    --------
+    >>> _even_chunk((0, 1196, 0, 1190), 1024)
+    598
+    """
+    y0, y1, x0, x1 = window
+    edge = max(y1 - y0, x1 - x0)
+    return -(-edge // -(-edge // chunk_px))
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,29 @@ class StoreComposites(CompositeReader):
         """The stored composite of one zone window."""
         y0, y1, x0, x1 = w.lr_window
         return self.arrays[plan.zones[w.zone].epsg][:, y0:y1, x0:x1]
+
+
+def count_tasks(plan: Plan, reader: CompositeReader) -> list[int]:
+    """Tasks each unit puts on the cluster, counted on built (optimised) graphs, reading nothing.
+
+    A window's graph depends only on its number of scenes and its size, so one graph is built
+    per distinct ``(scenes, rows, cols)`` and the count reused: Austria needs a few dozen.
+    """
+    import dask
+
+    cache: dict[tuple[int, int, int], int] = {}
+    out = []
+    for unit in plan.units:
+        total = 2  # blend, write
+        for w in unit.windows:
+            y0, y1, x0, x1 = w.lr_window
+            key = (len(w.scenes), y1 - y0, x1 - x0)
+            if key not in cache:
+                (opt,) = dask.optimize(reader.window(plan, w))
+                cache[key] = len(opt.__dask_graph__()) + 1  # + the model task
+            total += cache[key]
+        out.append(total)
+    return out
 
 
 def submit_unit(
