@@ -294,6 +294,7 @@ def write_mosaic(
     in bounded waves.
     """
     start = time.perf_counter()
+    _check_pinning(mosaic_da)
     handle = prepare_store(
         mosaic_da, store, grid=grid, config_fingerprint=config_fingerprint, overwrite=overwrite
     )
@@ -331,6 +332,39 @@ def write_mosaic(
         created=handle.created,
         seconds=time.perf_counter() - start,
     )
+
+
+def _fuse_setting() -> Any:
+    """Scheduler-side: the scheduler's ``optimization.fuse.active`` setting."""
+    return dask.config.get("optimization.fuse.active", None)
+
+
+def _check_pinning(arr: xr.DataArray) -> None:
+    """Refuse to run GPU-annotated model tasks on a distributed scheduler that fuses tasks.
+
+    The scheduler builds the task graph with its own configuration; low-level fusion there merges
+    each model task with its neighbours and drops the ``GPU`` resource annotation, so model
+    forwards would run on any worker.
+    """
+    if not isinstance(arr.data, da.Array):
+        return
+    layers = arr.data.__dask_graph__().layers.values()
+    if not any("resources" in (getattr(layer, "annotations", None) or {}) for layer in layers):
+        return
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        return
+    if client.run_on_scheduler(_fuse_setting) is not False:
+        raise ConfigError(
+            f"the Dask scheduler at {client.scheduler.address} fuses tasks "
+            "(optimization.fuse.active is not False there), which drops the GPU resource of the "
+            "model tasks: start the scheduler with DASK_OPTIMIZATION__FUSE__ACTIVE=False (for an "
+            "in-process LocalCluster: dask.config.set({'optimization.fuse.active': False})), or "
+            "run s2scale.pipeline.run_upscale, which pins model tasks without annotations"
+        )
 
 
 def _coerce_regions(
