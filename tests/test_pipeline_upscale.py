@@ -5,6 +5,7 @@ A tiny checkpoint stands in for the shipped generators so that the runs take sec
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,9 +182,29 @@ def test_resume_after_a_worker_is_killed(reference, sample, tiny_ckpt, tmp_path)
 
 def test_store_of_another_configuration_is_refused(reference, sample, tiny_ckpt):
     report, chunks = reference
-    with pytest.raises(GridMismatchError, match="overwrite"):
+    with pytest.raises(GridMismatchError, match=r"config_fingerprint\.feather_px: 64 -> 8"):
         run_upscale(_cfg(sample, tiny_ckpt, feather_px=8), report["out"], progress=False)
     assert _chunk_bytes(report["out"]) == chunks  # nothing was touched
+
+
+@pytest.mark.parametrize(
+    ("section", "change", "named"),
+    [
+        ("infer", {"dtype": "bfloat16"}, "dtype: 'float32' -> 'bfloat16'"),
+        ("infer", {"tile_px": 256}, "tile_px: 512 -> 256"),
+        ("infer", {"halo_px": 6}, "halo_px"),
+        ("infer", {"compile": True}, "compile: False -> True"),
+        ("mosaic", {"resampling": "cubic"}, "resampling: 'bilinear' -> 'cubic'"),
+    ],
+)
+def test_resume_that_would_mix_outputs_is_refused(reference, sample, tiny_ckpt, section, change,
+                                                  named):  # fmt: skip
+    """A rerun whose bytes would differ (e.g. CPU fp32 started, bf16 resumed) names the change."""
+    report, chunks = reference
+    cfg = _cfg(sample, tiny_ckpt).replace(section, **change)
+    with pytest.raises(GridMismatchError, match=re.escape(named)):
+        run_upscale(cfg, report["out"], progress=False)
+    assert _chunk_bytes(report["out"]) == chunks
 
 
 def test_bad_input_is_refused_early(sample, tiny_ckpt, tmp_path):
@@ -223,3 +244,27 @@ def test_bad_input_is_refused_early(sample, tiny_ckpt, tmp_path):
         )
     with pytest.raises(ConfigError, match="'gpu-farm' is unknown"):
         _cfg(sample, tiny_ckpt).replace("cluster", kind="gpu-farm")
+
+
+def test_two_stages_equal_the_direct_run(reference, sample, tiny_ckpt, tmp_path):
+    """`s2scale cube` + `upscale --from-cube` equals the direct STAC run (within 1 DN)."""
+    from s2scale.cubestore import open_cube_store
+    from s2scale.mosaic import open_mosaic
+    from s2scale.pipeline import run_cube
+
+    report, _ = reference
+    cfg = _cfg(sample, tiny_ckpt)
+    comp = run_cube(cfg, tmp_path / "comp.zarr", progress=False)
+    assert comp["regions_computed"] == comp["units"] > 0
+    again = run_cube(cfg, tmp_path / "comp.zarr", progress=False)  # resumable: nothing to do
+    assert again["regions_computed"] == 0 and again["regions_reused"] == comp["units"]
+    store = open_cube_store(tmp_path / "comp.zarr")
+    assert [z.epsg for z in store.zones] == [32632, 32633]
+    assert all(store.done(z).any() for z in store.zones)
+    two = run_upscale(cfg, tmp_path / "two.zarr", progress=False, from_cube=tmp_path / "comp.zarr")
+    assert two["source"].endswith("comp.zarr") and two["regions_computed"] == report["units"]
+    a = open_mosaic(report["out"])["reflectance"].values.astype(int)
+    b = open_mosaic(tmp_path / "two.zarr")["reflectance"].values.astype(int)
+    assert np.abs(a - b).max() <= 1 and ((a > 0) == (b > 0)).all()
+    with pytest.raises(GridMismatchError, match="mask_snow"):
+        run_cube(cfg.replace("cube", mask_snow=True), tmp_path / "comp.zarr", progress=False)
