@@ -89,10 +89,16 @@ class CubeStore:
         return da.from_zarr(arr)
 
     def open_zone(self, zone: ZoneSpec) -> xr.Dataset:
-        """The zone's group as an xarray Dataset with its CRS."""
-        return xr.open_zarr(
+        """The zone's group as an xarray Dataset with its CRS and transform (rioxarray)."""
+        ds = xr.open_zarr(
             self.path, group=zone.group, zarr_format=3, consolidated=False, decode_coords="all"
         )
+        minx, _, _, maxy = zone.bounds
+        transform = Affine(RESOLUTION_M, 0, minx, 0, -RESOLUTION_M, maxy)
+        ds = ds.rio.write_crs(f"EPSG:{zone.epsg}").rio.write_transform(transform)
+        for name in ds.data_vars:
+            ds[name] = ds[name].rio.write_crs(f"EPSG:{zone.epsg}").rio.write_transform(transform)
+        return ds
 
 
 def _template(zone: ZoneSpec, bands: Sequence[str], chunk_px: int) -> xr.Dataset:

@@ -263,6 +263,7 @@ def test_scheduler_dies_mid_run_raises_cluster_error(sample, tiny_ckpt, tmp_path
         finally:
             closer = _Background(lambda: client.close(timeout=10))
             closer.join(30, "closing the client of a dead scheduler")
+    print("DEBUG", took, repr(info.value))
     assert isinstance(info.value, ClusterError), repr(info.value)
     assert "scheduler" in str(info.value) and "rerun" in str(info.value)
     assert took < lost_s + 40, took
