@@ -128,12 +128,13 @@ def _forwards() -> int:
     return forward_count()
 
 
+_MIXED = [{"name": "gpu", "resources": {"GPU": 1}}, {"name": "cpu"}]
+
+
 @pytest.fixture(scope="module")
 def mixed_cluster():
-    """A scheduler (fusion off, as deploy/ configures it), a GPU worker and a CPU-only worker."""
-    with ProcessCluster(
-        workers=[{"name": "gpu", "resources": {"GPU": 1}}, {"name": "cpu"}], env=NO_FUSE_ENV
-    ) as cluster:
+    """A scheduler with dask's default settings, a GPU worker and a CPU-only worker."""
+    with ProcessCluster(workers=_MIXED) as cluster:
         yield cluster
 
 
@@ -155,6 +156,27 @@ def test_pipeline_runs_model_tasks_only_on_the_gpu_worker(mixed_cluster, sample,
     assert after["cpu"] == before["cpu"]  # no model forward ran without the GPU resource
 
 
+def test_cli_on_separately_started_processes(mixed_cluster, sample, tiny_ckpt, tmp_path):
+    """`s2scale upscale --cluster tcp://...`: completes; model forwards only on the GPU worker."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "cli.zarr"
+    cmd = [sys.executable, "-m", "s2scale.cli", "upscale", "--stac", str(sample.catalog),
+           "--aoi", AOI, "--datetime", SUMMER, "--model", str(tiny_ckpt), "--region-px", "256",
+           "--out", str(out), "--cluster", mixed_cluster.address]  # fmt: skip
+    with distributed.Client(mixed_cluster.address) as client:
+        names = {a: w["name"] for a, w in client.scheduler_info(n_workers=-1)["workers"].items()}
+        before = _per_worker(client, names)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+        after = _per_worker(client, names)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["regions_computed"] == report["units"] and "units" in proc.stderr
+    assert after["gpu"] > before["gpu"] and after["cpu"] == before["cpu"]
+    assert (tmp_path / "cli.tif").exists()
+
+
 def test_lazy_api_is_pinned_or_refused(mixed_cluster, sample, tiny_ckpt, tmp_path):
     """upscale -> mosaic -> write_mosaic: pinned on a non-fusing scheduler, refused otherwise."""
     from s2scale import cube
@@ -171,17 +193,19 @@ def test_lazy_api_is_pinned_or_refused(mixed_cluster, sample, tiny_ckpt, tmp_pat
         comp = cube.composite(cube.mask_clouds(stack)).reflectance
         sources.append(upscale(comp, str(tiny_ckpt), chunk_px=256, device="cpu"))
     mos = mosaic(sources, grid, chunk_px=256, aoi=AOI)
-    with distributed.Client(mixed_cluster.address) as client:
+    with (
+        ProcessCluster(workers=_MIXED, env=NO_FUSE_ENV) as no_fuse,  # as deploy/ starts it
+        distributed.Client(no_fuse.address) as client,
+    ):
         names = {a: w["name"] for a, w in client.scheduler_info(n_workers=-1)["workers"].items()}
         before = _per_worker(client, names)
         write_mosaic(mos, tmp_path / "lazy.zarr", grid=grid, config_fingerprint={"t": 1})
         after = _per_worker(client, names)
     assert after["gpu"] > before["gpu"] and after["cpu"] == before["cpu"]
-    with ProcessCluster(workers=[{"resources": {"GPU": 1}}]) as fusing:  # default scheduler
-        with distributed.Client(fusing.address), pytest.raises(ConfigError, match="FUSE"):
-            write_mosaic(mos, tmp_path / "refused.zarr", grid=grid, config_fingerprint={"t": 1})
+    with distributed.Client(mixed_cluster.address), pytest.raises(ConfigError, match="FUSE"):
+        write_mosaic(mos, tmp_path / "refused.zarr", grid=grid, config_fingerprint={"t": 1})
     assert not (tmp_path / "refused.zarr").exists()
     np.testing.assert_array_equal(
         np.asarray(__import__("s2scale").open_mosaic(tmp_path / "lazy.zarr")["reflectance"]),
-        mos.compute(scheduler="threads").values,
+        mos.compute(scheduler="sync").values,
     )

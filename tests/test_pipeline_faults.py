@@ -8,7 +8,6 @@ kills are real SIGKILLs. Runs use the tiny checkpoint and the simulated sample o
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import json
 import shutil
@@ -19,16 +18,16 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import distributed
 import numpy as np
 import pytest
 import zarr
 from cluster_procs import NO_FUSE_ENV, ProcessCluster
+from distributed.client import FuturesCancelledError
 from test_pipeline_upscale import SUMMER, _cfg, _chunk_bytes, _done
 
 from s2scale.errors import ClusterError, ReadError, S2ScaleError
 from s2scale.pipeline import run_upscale
-
-distributed = pytest.importorskip("distributed")
 
 GPU = {"GPU": 1}
 CHUNK = 256  # mosaic.chunk_px of _cfg
@@ -203,12 +202,10 @@ def _summer_red_href(catalog: Path) -> str:
 def test_unreadable_scene_fails_or_is_skipped_then_filled(
     reference, sample, tiny_ckpt, healthy, tmp_path
 ):
-    stack = contextlib.ExitStack()
-    with stack:
-        _unreadable_scene(stack, reference, sample, tiny_ckpt, healthy, tmp_path)
+    """One missing COG: ReadError naming it; skip_errors leaves regions undone; a rerun fills them.
 
-
-def _unreadable_scene(stack, reference, sample, tiny_ckpt, healthy, tmp_path):
+    Every unit of the sample reads every scene of the period, so here every region fails.
+    """
     _, expected = reference
     root = tmp_path / "sample"
     shutil.copytree(sample.root, root)
@@ -219,26 +216,24 @@ def _unreadable_scene(stack, reference, sample, tiny_ckpt, healthy, tmp_path):
     cog.rename(aside)
     store = tmp_path / "mosaic.zarr"
     cfg = _cfg(SimpleNamespace(catalog=root / "catalog.json"), tiny_ckpt)
-    client = stack.enter_context(_client(healthy))
+    with _client(healthy) as client:
+        with pytest.raises(ReadError, match="skip-errors") as info:
+            run_upscale(cfg, store, progress=False, client=client)
+        assert href in str(info.value), str(info.value)
+        del info  # its traceback holds the failed future (see test_a_rerun_after_fixing_...)
 
-    with pytest.raises(ReadError, match="skip-errors") as info:
-        run_upscale(cfg, store, progress=False, client=client)
-    assert href in str(info.value), str(info.value)
-    del info  # its traceback holds the failed futures, whose keys a later run reuses
+        skip = cfg.replace("catalog", skip_errors=True)
+        skipped = run_upscale(skip, store, progress=False, client=client)
+        failed = skipped["regions_failed"]
+        assert failed and all({"unit", "region", "error"} <= set(f) for f in failed)
+        assert all(href in f["error"] for f in failed), failed[0]
+        assert skipped["regions_computed"] + len(failed) == skipped["units"]
+        mask = _done_mask(store)
+        assert not any(mask[f["region"][0] // CHUNK, f["region"][2] // CHUNK] for f in failed)
+        assert int(mask.sum()) == skipped["units"] - len(failed)
 
-    skipped = run_upscale(
-        cfg.replace("catalog", skip_errors=True), store, progress=False, client=client
-    )
-    failed = skipped["regions_failed"]
-    assert failed and all({"unit", "region", "error"} <= set(f) for f in failed)
-    assert all(href in f["error"] for f in failed), failed[0]
-    assert skipped["regions_computed"] + len(failed) == skipped["units"]
-    mask = _done_mask(store)
-    assert not any(mask[f["region"][0] // CHUNK, f["region"][2] // CHUNK] for f in failed)
-    assert int(mask.sum()) == skipped["units"] - len(failed)
-
-    aside.rename(cog)
-    filled = run_upscale(cfg, store, progress=False, client=client)
+        aside.rename(cog)
+        filled = run_upscale(cfg, store, progress=False, client=client)
     assert filled["regions_failed"] == []
     assert filled["regions_computed"] == len(failed)
     assert filled["regions_reused"] == filled["units"] - len(failed)
@@ -246,6 +241,12 @@ def _unreadable_scene(stack, reference, sample, tiny_ckpt, healthy, tmp_path):
     assert _chunk_bytes(store) == expected
 
 
+@pytest.mark.xfail(
+    strict=False,  # racy: a unit submitted while the client reconnects takes the watchdog's path
+    raises=FuturesCancelledError,
+    reason="s2scale bug: distributed.wait() in run_waves raises FuturesCancelledError for the "
+    "futures the client cancels when it loses the scheduler; it escapes run_upscale",
+)
 def test_scheduler_dies_mid_run_raises_cluster_error(sample, tiny_ckpt, tmp_path):
     store = tmp_path / "mosaic.zarr"
     lost_s = 5
@@ -263,7 +264,6 @@ def test_scheduler_dies_mid_run_raises_cluster_error(sample, tiny_ckpt, tmp_path
         finally:
             closer = _Background(lambda: client.close(timeout=10))
             closer.join(30, "closing the client of a dead scheduler")
-    print("DEBUG", took, repr(info.value))
     assert isinstance(info.value, ClusterError), repr(info.value)
     assert "scheduler" in str(info.value) and "rerun" in str(info.value)
     assert took < lost_s + 40, took
@@ -297,3 +297,29 @@ def test_a_client_that_is_not_the_default_is_enough(sample, tiny_ckpt, healthy, 
     if "error" in box:
         raise box["error"]
     assert box["report"]["regions_computed"] == box["report"]["units"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ReadError,
+    reason="s2scale bug: the ReadError's traceback keeps run_waves' failed future alive, so its "
+    "key stays erred on the scheduler and a rerun with the same client gets the old error",
+)
+def test_a_rerun_after_fixing_the_input_does_not_get_the_old_error(
+    sample, tiny_ckpt, healthy, tmp_path
+):
+    root = tmp_path / "sample"
+    shutil.copytree(sample.root, root)
+    cog = root / _summer_red_href(root / "catalog.json")
+    aside = tmp_path / "B04.tif.aside"
+    cog.rename(aside)
+    cfg = _cfg(SimpleNamespace(catalog=root / "catalog.json"), tiny_ckpt)
+    store = tmp_path / "mosaic.zarr"
+    with _client(healthy) as client:
+        with pytest.raises(ReadError) as info:
+            run_upscale(cfg, store, progress=False, client=client)
+        aside.rename(cog)
+        # the caller still holds the error, as an interactive session does (sys.last_value)
+        report = run_upscale(cfg, store, progress=False, client=client)
+        assert info.value is not None
+    assert report["regions_computed"] == report["units"]
