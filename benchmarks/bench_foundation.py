@@ -14,7 +14,7 @@ from pathlib import Path
 from _record import write_record
 
 from s2scale.config import RunConfig
-from s2scale.pipeline import run_cube, run_demo
+from s2scale.pipeline import run_cube, run_demo, run_upscale
 from s2scale.testing import write_sample
 
 
@@ -36,8 +36,17 @@ def main() -> None:
         )
         t0 = time.perf_counter()
         plan = run_cube(cfg, tmp / "unused.zarr", dry_run=True)
-        results["national_dry_run_s"] = round(time.perf_counter() - t0, 2)
-        results["national_plan"] = {k: plan[k] for k in ("scenes", "chunks", "bytes")}
+        results["national_cube_dry_run_s"] = round(time.perf_counter() - t0, 2)
+        results["national_cube_plan"] = {k: plan[k] for k in ("scenes", "units", "tasks_total",
+                                                              "tasks_per_unit")}  # fmt: skip
+        t0 = time.perf_counter()
+        plan = run_upscale(cfg.replace("infer", model="realesrgan"), "unused.zarr", dry_run=True)
+        results["national_upscale_dry_run_s"] = round(time.perf_counter() - t0, 2)
+        results["national_upscale_plan"] = {
+            k: plan[k]
+            for k in ("scenes", "units", "regions", "tasks_total", "tasks_per_unit",
+                      "scenes_per_unit", "output_pixels", "timings_s")
+        }  # fmt: skip
         t0 = time.perf_counter()
         run_demo(tmp / "demo")
         results["demo_s"] = round(time.perf_counter() - t0, 2)
