@@ -135,8 +135,6 @@ class InferConfig:
     """Registry name of a shipped generator (``srresnet``, ``realesrgan``) or a checkpoint path."""
     halo_px: int | None = None
     """Context per chunk side in 10 m pixels; default derived from the model's receptive field."""
-    chunk_px: int = 1024
-    """Spatial chunk edge of the SR tasks in 10 m pixels."""
     tile_px: int = 512
     """GPU sub-tile edge in 10 m pixels."""
     batch_size: int = 8
@@ -153,8 +151,6 @@ class InferConfig:
     def __post_init__(self) -> None:
         if self.halo_px is not None and self.halo_px < 0:
             raise ConfigError(f"infer.halo_px={self.halo_px} must be >= 0")
-        if not 32 <= self.chunk_px <= 16384:
-            raise ConfigError(f"infer.chunk_px={self.chunk_px} must be within 32..16384")
         if self.batch_size < 1:
             raise ConfigError(f"infer.batch_size={self.batch_size} must be >= 1")
 

@@ -43,7 +43,7 @@ def tiny_ckpt(tmp_path_factory):
 def _cfg(sample, ckpt, **mosaic):
     cfg = RunConfig(cluster=ClusterConfig(kind="local", n_workers=2, threads_per_worker=1))
     cfg = cfg.replace("catalog", stac=str(sample.catalog), aoi=AOI, datetime=SUMMER)
-    cfg = cfg.replace("cube", chunk_px=256).replace("infer", model=str(ckpt), chunk_px=128)
+    cfg = cfg.replace("cube", chunk_px=256).replace("infer", model=str(ckpt))
     return cfg.replace("mosaic", chunk_px=256, cog=False, **mosaic)
 
 
@@ -52,7 +52,7 @@ def _config_yaml(tmp_path, sample, ckpt):
     path.write_text(
         f"catalog: {{stac: '{sample.catalog}', aoi: '{AOI}', datetime: '{SUMMER}'}}\n"
         "cube: {chunk_px: 256}\n"
-        f"infer: {{model: '{ckpt}', chunk_px: 128}}\n"
+        f"infer: {{model: '{ckpt}'}}\n"
         "mosaic: {chunk_px: 256, cog: false}\n"
         "cluster: {kind: local, n_workers: 2, threads_per_worker: 1}\n"
     )

@@ -431,8 +431,11 @@ def upscale(
     Notes
     -----
     The model tasks carry ``resources={"GPU": 1}``; start GPU workers with that resource. Dask's
-    low-level fusion drops the annotation (checked with dask/distributed 2026.8.0), so compute
-    under ``dask.config.set({"optimization.fuse.active": False})``.
+    low-level fusion drops the annotation (checked with dask/distributed 2026.8.0), and the
+    distributed scheduler builds the graph with its *own* configuration: start it with
+    ``DASK_OPTIMIZATION__FUSE__ACTIVE=False`` (an in-process ``LocalCluster`` follows the client's
+    ``dask.config.set({"optimization.fuse.active": False})``). :func:`s2scale.mosaic.write_mosaic`
+    refuses a fusing scheduler; :func:`s2scale.pipeline.run_upscale` pins model tasks explicitly.
 
     Examples
     --------
