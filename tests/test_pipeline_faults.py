@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 import zarr
 from cluster_procs import NO_FUSE_ENV, ProcessCluster
-from distributed.client import FuturesCancelledError
 from test_pipeline_upscale import SUMMER, _cfg, _chunk_bytes, _done
 
 from s2scale.errors import ClusterError, ReadError, S2ScaleError
@@ -241,12 +240,6 @@ def test_unreadable_scene_fails_or_is_skipped_then_filled(
     assert _chunk_bytes(store) == expected
 
 
-@pytest.mark.xfail(
-    strict=False,  # racy: a unit submitted while the client reconnects takes the watchdog's path
-    raises=FuturesCancelledError,
-    reason="s2scale bug: distributed.wait() in run_waves raises FuturesCancelledError for the "
-    "futures the client cancels when it loses the scheduler; it escapes run_upscale",
-)
 def test_scheduler_dies_mid_run_raises_cluster_error(sample, tiny_ckpt, tmp_path):
     store = tmp_path / "mosaic.zarr"
     lost_s = 5
@@ -270,12 +263,6 @@ def test_scheduler_dies_mid_run_raises_cluster_error(sample, tiny_ckpt, tmp_path
     assert _done(store) >= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="s2scale bug: run_waves calls distributed.wait(), which uses default_client() "
-    "instead of the client given to run_upscale",
-)
 def test_a_client_that_is_not_the_default_is_enough(sample, tiny_ckpt, healthy, tmp_path):
     store = tmp_path / "mosaic.zarr"
     with distributed.Client(healthy.address, timeout="30s", set_as_default=False) as client:
@@ -299,12 +286,6 @@ def test_a_client_that_is_not_the_default_is_enough(sample, tiny_ckpt, healthy, 
     assert box["report"]["regions_computed"] == box["report"]["units"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ReadError,
-    reason="s2scale bug: the ReadError's traceback keeps run_waves' failed future alive, so its "
-    "key stays erred on the scheduler and a rerun with the same client gets the old error",
-)
 def test_a_rerun_after_fixing_the_input_does_not_get_the_old_error(
     sample, tiny_ckpt, healthy, tmp_path
 ):

@@ -137,6 +137,7 @@ class _Watchdog:
             problem = f"the Dask scheduler is unreachable (client {self.client.status})"
         else:
             try:
+                # scheduler_info() has no timeout; this is its refresh, bounded to 10 s
                 self.client.sync(
                     self.client._update_scheduler_info, n_workers=-1, callback_timeout=10
                 )
@@ -179,6 +180,7 @@ def run_waves(
     or :class:`~s2scale.errors.ClusterError` (workers or scheduler lost for ``lost_timeout_s``).
     """
     from distributed import wait
+    from distributed.client import FuturesCancelledError
 
     describe = describe or (lambda u: {"unit": repr(u)})
     report = WaveReport()
@@ -198,10 +200,15 @@ def run_waves(
                 if not running:
                     break
                 try:
-                    done, _ = wait(list(running), timeout=_POLL_S, return_when="FIRST_COMPLETED")
+                    with client.as_current():  # wait on *this* client, default or not
+                        done, _ = wait(
+                            list(running), timeout=_POLL_S, return_when="FIRST_COMPLETED"
+                        )
                 except TimeoutError:
                     watchdog.check()
                     continue
+                except FuturesCancelledError:  # e.g. the scheduler connection was lost
+                    done = {f for f in running if f.status != "pending"}
                 for fut in done:
                     unit, attempt = running.pop(fut)
                     if fut.status == "finished":
@@ -209,7 +216,9 @@ def run_waves(
                         advance(1)
                         continue
                     if fut.status == "cancelled":
-                        watchdog.check()
+                        while client.status != "running":  # ClusterError after the timeout
+                            watchdog.check()
+                            time.sleep(_POLL_S)
                         if attempt >= retries:
                             raise ClusterError(
                                 f"work unit {describe(unit)} was cancelled {attempt + 1} times "
@@ -225,6 +234,9 @@ def run_waves(
                         running[fut] = (unit, attempt + 1)
                         report.retried += 1
                         continue
+                    # Release the failed tasks, so that a rerun with the same client (and the
+                    # same deterministic keys) computes them again instead of getting this error.
+                    fut.release()
                     if skip_errors:
                         log.warning("unit %s failed, left empty: %s", describe(unit), exc)
                         report.failed.append({**describe(unit), "error": _message(exc)})
