@@ -175,8 +175,9 @@ def create_cube_store(
     zarr.open_group(path, mode="w", zarr_format=3)
     for zone in zones:
         ds = _template(zone, bands, chunk_px)
-        enc = {"reflectance": {"chunks": (len(bands), chunk_px, chunk_px), "fill_value": 0},
-               "clear_count": {"chunks": (chunk_px, chunk_px), "fill_value": 0}}  # fmt: skip
+        gm = {"grid_mapping": "spatial_ref", "fill_value": 0}
+        enc = {"reflectance": {"chunks": (len(bands), chunk_px, chunk_px), **gm},
+               "clear_count": {"chunks": (chunk_px, chunk_px), **gm}}  # fmt: skip
         ds.to_zarr(path, group=zone.group, mode="w", compute=False, zarr_format=3,
                    consolidated=False, encoding=enc)  # fmt: skip
     meta = zarr.open_group(path, path=_META, mode="w", zarr_format=3)

@@ -102,6 +102,18 @@ def sample(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny RGB+NIR srvgg checkpoint (random weights) standing in for the shipped generators."""
+    from s2scale.models import build_generator, save_checkpoint
+
+    net = build_generator("srvgg", bands=4, scale=2, num_feat=8, num_conv=2, seed=0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, net, bands=["blue", "green", "red", "nir"],
+                    normalization={"offset": 0.0, "scale": 10000.0})  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="session")
 def national_sample(tmp_path_factory: pytest.TempPathFactory):
     """The metadata-only national catalog (no pixels)."""
     from s2scale.testing import write_sample

@@ -115,7 +115,8 @@ def test_national_dry_run_reads_no_pixels(national_sample):
     plan = json.loads(proc.stdout)
     assert plan["dry_run"] is True and plan["scenes"] > 300
     assert [z["crs"] for z in plan["zones"]] == ["EPSG:32632", "EPSG:32633", "EPSG:32634"]
-    assert len(plan["tiles"]) == 27 and plan["chunks"] > 0 and plan["bytes"] > 1e11
+    assert len(plan["tiles"]) == 27 and plan["units"] > 100 and plan["tasks_total"] > 0
+    assert plan["tasks_per_unit"]["max"] < 1000
 
 
 @pytest.mark.parametrize(

@@ -30,17 +30,6 @@ AOI = ",".join(map(str, SAMPLE_AOI))
 SUMMER = "2024-06-01/2024-08-31"
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    from s2scale.models import build_generator, save_checkpoint
-
-    net = build_generator("srvgg", bands=4, scale=2, num_feat=8, num_conv=2, seed=0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, net, bands=["blue", "green", "red", "nir"],
-                    normalization={"offset": 0.0, "scale": 10000.0})  # fmt: skip
-    return path
-
-
 def _cfg(sample, ckpt):
     cfg = RunConfig().replace("catalog", stac=str(sample.catalog), aoi=AOI, datetime=SUMMER)
     cfg = cfg.replace("cube", chunk_px=256).replace("infer", model=str(ckpt))

@@ -32,21 +32,6 @@ GPU = {"GPU": 1}
 CHUNK = 256  # mosaic.chunk_px of _cfg
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    from s2scale.models import build_generator, save_checkpoint
-
-    net = build_generator("srvgg", bands=4, scale=2, num_feat=8, num_conv=2, seed=0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(
-        path,
-        net,
-        bands=["blue", "green", "red", "nir"],
-        normalization={"offset": 0.0, "scale": 10000.0},
-    )
-    return path
-
-
 def _client(cluster: ProcessCluster) -> Any:
     """A client of ``cluster``, the default one while its ``with`` block runs."""
     return distributed.Client(cluster.address, timeout="30s")

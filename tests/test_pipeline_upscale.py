@@ -25,21 +25,6 @@ AOI = ",".join(map(str, SAMPLE_AOI))
 SUMMER = "2024-06-01/2024-08-31"
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    from s2scale.models import build_generator, save_checkpoint
-
-    net = build_generator("srvgg", bands=4, scale=2, num_feat=8, num_conv=2, seed=0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(
-        path,
-        net,
-        bands=["blue", "green", "red", "nir"],
-        normalization={"offset": 0.0, "scale": 10000.0},
-    )
-    return path
-
-
 def _cfg(sample, ckpt, **mosaic):
     cfg = RunConfig(cluster=ClusterConfig(kind="local", n_workers=2, threads_per_worker=1))
     cfg = cfg.replace("catalog", stac=str(sample.catalog), aoi=AOI, datetime=SUMMER)

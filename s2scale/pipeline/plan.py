@@ -22,7 +22,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
@@ -38,6 +38,9 @@ from s2scale.grid import Bounds, TargetGrid, plan_chunks, target_grid
 from s2scale.mosaic import Region, SourceGrid, region_windows
 from s2scale.mosaic.graph import SourceMeta, Window
 
+if TYPE_CHECKING:
+    from s2scale.infer import ModelSetup
+
 __all__ = [
     "CubeUnit",
     "Plan",
@@ -47,6 +50,7 @@ __all__ = [
     "build_plan",
     "cube_units",
     "fingerprint",
+    "model_setup",
     "plan_zones",
 ]
 
@@ -197,6 +201,18 @@ class Plan:
 
 
 # -------------------------------------------------------------------------------------- building
+def model_setup(cfg: RunConfig) -> ModelSetup:
+    """The resolved model of ``cfg.infer`` (checkpoint header read here; no model is built)."""
+    from s2scale.infer import prepare_model
+
+    inf = cfg.infer
+    return prepare_model(
+        inf.model, bands=BANDS, halo_px=inf.halo_px, tile_px=inf.tile_px,
+        batch_size=inf.batch_size, device=inf.device, dtype=inf.dtype,  # type: ignore[arg-type]
+        compile=inf.compile, random_weights=inf.random_weights,
+    )  # fmt: skip
+
+
 def build_plan(
     cfg: RunConfig,
     result: catalog.SearchResult,
@@ -213,14 +229,8 @@ def build_plan(
     ConfigError
         Bad model options (see :func:`s2scale.infer.prepare_model`).
     """
-    from s2scale.infer import prepare_model
-
     inf = cfg.infer
-    setup = prepare_model(
-        inf.model, bands=BANDS, halo_px=inf.halo_px, tile_px=inf.tile_px,
-        batch_size=inf.batch_size, device=inf.device, dtype=inf.dtype,  # type: ignore[arg-type]
-        compile=inf.compile, random_weights=inf.random_weights,
-    )  # fmt: skip
+    setup = model_setup(cfg)
     scenes = tuple(result.scenes)
     aoi = cfg.catalog.aoi
     m = cfg.mosaic

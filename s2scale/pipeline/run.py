@@ -30,6 +30,7 @@ from s2scale.pipeline.plan import (
     build_plan,
     cube_units,
     fingerprint,
+    model_setup,
     plan_zones,
 )
 from s2scale.pipeline.units import StacComposites, StoreComposites, count_tasks, submit_unit
@@ -146,7 +147,7 @@ def run_upscale(
         done = done_regions(handle)
         todo = [u for u in plan.units if not done[u.region[0] // chunk, u.region[2] // chunk]]
         reader = _reader(plan)
-        setup = _model_setup(cfg)
+        setup = model_setup(cfg)
         token = _token(fp, handle.target)
         log.info(
             "upscale: %d units, %d written before", len(plan.units), len(plan.units) - len(todo)
@@ -194,17 +195,6 @@ def _resolve_device(cfg: RunConfig, client: Any) -> tuple[str, str]:
     if dtype == "auto":
         dtype = "bfloat16" if kind == "cuda" else "float32"
     return kind, dtype
-
-
-def _model_setup(cfg: RunConfig) -> Any:
-    from s2scale.infer import prepare_model
-
-    inf = cfg.infer
-    return prepare_model(
-        inf.model, bands=BANDS, halo_px=inf.halo_px, tile_px=inf.tile_px,
-        batch_size=inf.batch_size, device=inf.device, dtype=inf.dtype,  # type: ignore[arg-type]
-        compile=inf.compile, random_weights=inf.random_weights,
-    )  # fmt: skip
 
 
 def _reader(plan: Plan) -> Any:
