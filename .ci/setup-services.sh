@@ -4,7 +4,7 @@
 #   - a separate venv with stac-fastapi-pgstac + pypgstac + uvicorn at .ci/work/stac-venv
 #     (its pins clash with the project's, so it never shares the project venv).
 # Idempotent: each step is skipped when its result is already there. The tests start their own
-# servers on 127.0.0.1 (s2scale/testing/stac_api.py); this script starts nothing.
+# servers on 127.0.0.1 (tests/services/stac_api.py); this script starts nothing.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -15,7 +15,7 @@ from _record import write_record
 
 from s2scale.config import RunConfig
 from s2scale.pipeline import run_cube, run_demo, run_upscale
-from s2scale.testing import write_sample
+from s2scale.sim import write_sample
 
 
 def main() -> None:

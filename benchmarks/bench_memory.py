@@ -22,7 +22,7 @@ from _record import write_record
 from s2scale.cluster import make_client
 from s2scale.config import ClusterConfig, RunConfig
 from s2scale.pipeline import run_upscale
-from s2scale.testing import SAMPLE_AOI, write_sample
+from s2scale.sim import SAMPLE_AOI, write_sample
 
 
 def _rss() -> int:

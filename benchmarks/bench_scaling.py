@@ -29,7 +29,7 @@ from bench_memory import _grow, _rss
 from s2scale.cluster import make_client
 from s2scale.config import ClusterConfig, RunConfig
 from s2scale.pipeline import run_upscale
-from s2scale.testing import SAMPLE_AOI
+from s2scale.sim import SAMPLE_AOI
 
 _STAGES = (  # task key prefix -> stage
     ("asset-table", "read"), ("asset_table", "read"), ("fetch_raster_window", "read"),

@@ -23,7 +23,7 @@ from _record import write_record
 from s2scale.grid import TargetGrid
 from s2scale.infer import default_halo_px, upscale
 from s2scale.metrics import column_seams, seam_ratio
-from s2scale.testing import S2_PSF_SIGMA_M, render_truth
+from s2scale.sim import S2_PSF_SIGMA_M, render_truth
 
 
 def simulated_s2(size: int, seed: int = 7) -> xr.DataArray:

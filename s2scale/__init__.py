@@ -13,7 +13,6 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "search": "s2scale.catalog",
-    "search_scenes": "s2scale.catalog",
     "Scene": "s2scale.catalog",
     "load_cube": "s2scale.cube",
     "composite": "s2scale.cube",

@@ -27,7 +27,7 @@ from s2scale._items import BANDS, Scene, normalize_item
 from s2scale.errors import ConfigError, NoScenesFoundError, S2ScaleError, StacApiError
 from s2scale.grid import AOI, resolve_aoi
 
-__all__ = ["BANDS", "Scene", "SearchResult", "parse_datetime_range", "search", "search_scenes"]
+__all__ = ["BANDS", "Scene", "SearchResult", "parse_datetime_range", "search"]
 
 log = logging.getLogger(__name__)
 
@@ -228,9 +228,6 @@ def search(
     scenes.sort(key=lambda s: (s.datetime, s.id))
     log.info("search: %d scenes (%d skipped) from %s", len(scenes), len(skipped), source)
     return SearchResult(scenes=tuple(scenes), skipped=tuple(skipped))
-
-
-search_scenes = search
 
 
 def _describe_aoi(aoi: AOI, geom: Any) -> str:

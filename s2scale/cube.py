@@ -36,7 +36,6 @@ __all__ = [
     "composite",
     "composite_block",
     "load_cube",
-    "load_cubes",
     "mask_block",
     "mask_clouds",
     "merge_observations_block",
@@ -205,7 +204,7 @@ def load_cube(
     Parameters
     ----------
     scenes
-        Normalised scenes, all in the same UTM zone (use :func:`load_cubes` for several).
+        Normalised scenes, all in the same UTM zone (one cube per zone: :func:`plan_cubes`).
     bounds
         Cube bounds in the zone CRS; default: the union of the scenes' grids. Snapped outwards
         to the 10 m lattice.
@@ -238,7 +237,7 @@ def load_cube(
     if len(epsgs) > 1:
         raise GridMismatchError(
             f"scenes span several UTM zones (EPSG {epsgs}); load one cube per zone with "
-            "load_cubes() and merge them on the national grid"
+            "plan_cubes() and merge them on the national grid (s2scale.pipeline does)"
         )
     unknown = [b for b in bands if b not in (*BANDS, MASK_BAND)]
     if unknown:
@@ -371,23 +370,6 @@ def _centre_lon(scene: Scene) -> float:
     if bbox:
         return (float(bbox[0]) + float(bbox[len(bbox) // 2])) / 2  # 2-D or 3-D bbox
     return (scene.epsg % 100) * 6 - 183.0
-
-
-def load_cubes(
-    scenes: Sequence[Scene],
-    aoi: AOI,
-    *,
-    bands: Sequence[str] = BANDS,
-    chunk_px: int = 1024,
-    skip_errors: bool = False,
-) -> dict[int, xr.DataArray]:
-    """One lazy cube per UTM zone covering the AOI (see :func:`plan_cubes`), keyed by EPSG."""
-    return {
-        p.epsg: load_cube(
-            p.scenes, bounds=p.bounds, bands=bands, chunk_px=chunk_px, skip_errors=skip_errors
-        )
-        for p in plan_cubes(scenes, aoi, chunk_px=chunk_px)
-    }
 
 
 # ------------------------------------------------------------------------------ masks, composites

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-
-from s2scale.testing.stac_api import (
+from services.stac_api import (
     RangeFileServer,
     range_server_available,
     resolve_server_python,
@@ -96,7 +95,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def sample(tmp_path_factory: pytest.TempPathFactory):
     """The built-in simulated sample, written once per session (read-only for tests)."""
-    from s2scale.testing import write_sample
+    from s2scale.sim import write_sample
 
     return write_sample(tmp_path_factory.mktemp("sample"), seed=0)
 
@@ -116,6 +115,6 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def national_sample(tmp_path_factory: pytest.TempPathFactory):
     """The metadata-only national catalog (no pixels)."""
-    from s2scale.testing import write_sample
+    from s2scale.sim import write_sample
 
     return write_sample(tmp_path_factory.mktemp("national"), national=True)

@@ -9,11 +9,11 @@ import re
 
 import numpy as np
 import pytest
+from services.stac_api import FlakyProxy, StacApiServer
 
 from s2scale import catalog, cube
 from s2scale.errors import ConfigError, NoScenesFoundError, ReadError, StacApiError
-from s2scale.testing import SAMPLE_AOI, with_base_href
-from s2scale.testing.stac_api import FlakyProxy, StacApiServer
+from s2scale.sim import SAMPLE_AOI, with_base_href
 
 AOI = ",".join(map(str, SAMPLE_AOI))
 SUMMER = "2024-06-01/2024-08-31"

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from s2scale.cli import main
-from s2scale.testing import SAMPLE_AOI
+from s2scale.sim import SAMPLE_AOI
 
 AOI = ",".join(map(str, SAMPLE_AOI))
 SUMMER = "2024-06-01/2024-08-31"

@@ -85,7 +85,7 @@ def test_footprint_centre_falls_back_to_bbox_then_zone_meridian():
 
 
 def test_national_catalog_one_observation_per_day_across_zones():
-    from s2scale.testing.sample import national_items
+    from s2scale.sim.sample import national_items
 
     scenes = [normalize_item(it) for it in national_items()]
     ids = cube.observation_ids(scenes)

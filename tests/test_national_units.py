@@ -24,7 +24,7 @@ from s2scale.infer import forward_count
 from s2scale.pipeline import build_plan, plan_upscale, run_upscale
 from s2scale.pipeline.run import _reader
 from s2scale.pipeline.units import count_tasks
-from s2scale.testing import SAMPLE_AOI
+from s2scale.sim import SAMPLE_AOI
 
 AOI = ",".join(map(str, SAMPLE_AOI))
 SUMMER = "2024-06-01/2024-08-31"

@@ -19,7 +19,7 @@ import zarr
 from s2scale.config import ClusterConfig, RunConfig
 from s2scale.errors import ConfigError, GridMismatchError, NoScenesFoundError
 from s2scale.pipeline import run_upscale
-from s2scale.testing import SAMPLE_AOI
+from s2scale.sim import SAMPLE_AOI
 
 AOI = ",".join(map(str, SAMPLE_AOI))
 SUMMER = "2024-06-01/2024-08-31"

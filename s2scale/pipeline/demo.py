@@ -76,7 +76,7 @@ def run_demo(
     from s2scale.config import ClusterConfig
     from s2scale.cubestore import open_cube_store
     from s2scale.mosaic import open_mosaic, quicklook
-    from s2scale.testing import SAMPLE_AOI, render_truth
+    from s2scale.sim import SAMPLE_AOI, render_truth
 
     out = Path(out)
     t0 = time.perf_counter()

@@ -18,7 +18,7 @@ def run_sample(
     aoi: str | tuple[float, float, float, float] | None = None,
 ) -> dict[str, Any]:
     """Write the built-in sample, a simulated sample of ``aoi``, or the national catalog."""
-    from s2scale.testing import SAMPLE_AOI, write_sample
+    from s2scale.sim import SAMPLE_AOI, write_sample
 
     timings: dict[str, float] = {}
     with timed("sample", timings):

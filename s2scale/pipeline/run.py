@@ -224,11 +224,24 @@ def _template(grid: TargetGrid, chunk_px: int) -> xr.DataArray:
     return arr.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
 
 
-def _estimate_gpu_seconds(model: str, out_pixels: int) -> dict[str, Any]:
-    """GPU time estimate from the newest throughput benchmark record for ``model``, if any."""
-    import json
+THROUGHPUT_RECORDS_ENV = "S2SCALE_THROUGHPUT_RECORDS"
+"""Folder of ``throughput-*.json`` benchmark records used for dry-run time estimates."""
 
-    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+def _estimate_gpu_seconds(model: str, out_pixels: int) -> dict[str, Any]:
+    """GPU time estimate from the newest throughput record for ``model``, if one is configured.
+
+    Records come from ``benchmarks/bench_throughput.py``; point :data:`THROUGHPUT_RECORDS_ENV`
+    at their folder (e.g. ``benchmarks/results`` of a checkout). Nothing is read otherwise.
+    """
+    import json
+    import os
+
+    folder = os.environ.get(THROUGHPUT_RECORDS_ENV)
+    if not folder:
+        return {"seconds": None, "note": f"set {THROUGHPUT_RECORDS_ENV} to a folder of "
+                "throughput-*.json benchmark records for an estimate"}  # fmt: skip
+    results = Path(folder)
     records = sorted(results.glob("throughput-*.json")) if results.is_dir() else []
     for path in reversed(records):
         rec = json.loads(path.read_text())

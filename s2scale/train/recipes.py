@@ -108,7 +108,7 @@ def _landscape(seed: int, grid: TargetGrid) -> Any:
     """The world of ``seed``, with an extra town inside the window half of the time."""
     from pyproj import Transformer
 
-    from s2scale.testing import WORLD_CRS, Landscape
+    from s2scale.sim import WORLD_CRS, Landscape
 
     rng = np.random.default_rng([seed, 8])
     towns = list(Landscape().towns)
@@ -123,7 +123,7 @@ def _landscape(seed: int, grid: TargetGrid) -> Any:
 
 def _simulate_s2(landscape: Any, grid: TargetGrid, seed: int) -> tuple[np.ndarray, Any]:
     """Clear-sky simulated S2 10 m harmonised DN ``(4, rows, cols)`` uint16 and its layers."""
-    from s2scale.testing import SceneSpec, scene_layers, simulate_scene
+    from s2scale.sim import SceneSpec, scene_layers, simulate_scene
 
     rng = np.random.default_rng([seed, 9])
     when = datetime(2024, 6, 1, 10, 15) + (datetime(2024, 9, 1) - datetime(2024, 6, 1)) * float(
@@ -141,7 +141,7 @@ def _sim_ortho_hr(landscape: Any, grid: TargetGrid, s2_dn: np.ndarray, seed: int
     """Simulated 1 m EPSG:31287 orthophoto -> nested 5 m grid -> histogram-matched uint16 DN."""
     from rasterio.warp import transform_bounds
 
-    from s2scale.testing import render_orthophoto
+    from s2scale.sim import render_orthophoto
 
     b = transform_bounds(grid.crs, "EPSG:31287", *grid.bounds, densify_pts=21)
     bounds = (math.floor(b[0]) - 5, math.floor(b[1]) - 5, math.ceil(b[2]) + 5, math.ceil(b[3]) + 5)
@@ -295,7 +295,7 @@ def build_training_data(
     out_store
         Zarr v3 store to (over)write.
     seeds
-        Simulator worlds (:class:`~s2scale.testing.Landscape` seeds); keep :data:`HELD_OUT_SEED`
+        Simulator worlds (:class:`~s2scale.sim.Landscape` seeds); keep :data:`HELD_OUT_SEED`
         out of it.
     include_real_ortho
         Add Wald pairs of the real Zürich orthophoto (pseudo-reflectance, synthetic NIR) if
@@ -342,7 +342,7 @@ def build_training_data(
         log.warning(
             "seed %d is the held-out evaluation seed; its scores are not held out", HELD_OUT_SEED
         )
-    from s2scale.testing import to_dn
+    from s2scale.sim import to_dn
 
     rng = np.random.default_rng(augment_seed)
     parts: list[PatchSet] = []
@@ -479,7 +479,7 @@ def heldout_scene(
     if wald:
         lr, hr = wald_pairs(s2, 2, 0.55)
     else:
-        from s2scale.testing import to_dn
+        from s2scale.sim import to_dn
 
         lr, hr = s2, to_dn(layers.truth())
     return lr.astype(np.float32) / 10000.0, hr.astype(np.float32) / 10000.0

@@ -1,4 +1,4 @@
-"""Simulated data for tests and the built-in sample: landscape, S2 scenes, truth, orthophoto, STAC.
+"""The scene simulator (a product feature): landscape, S2 L2A scenes, truth, orthophoto, STAC.
 
 Nothing here needs the network: :func:`write_sample` writes a small, deterministic Sentinel-2 L2A
 sample (COGs + Earth Search-shaped STAC items) that every pipeline stage can run on, and
@@ -7,7 +7,7 @@ sample (COGs + Earth Search-shaped STAC items) that every pipeline stage can run
 
 from __future__ import annotations
 
-from s2scale.testing.landscape import (
+from s2scale.sim.landscape import (
     BANDS,
     SPECTRA,
     WORLD_CRS,
@@ -16,7 +16,7 @@ from s2scale.testing.landscape import (
     Landscape,
     apply_phenology,
 )
-from s2scale.testing.sample import (
+from s2scale.sim.sample import (
     NATIONAL_BASE_HREF,
     SAMPLE_AOI,
     SAMPLE_SCENES,
@@ -27,7 +27,7 @@ from s2scale.testing.sample import (
     with_base_href,
     write_sample,
 )
-from s2scale.testing.scenes import (
+from s2scale.sim.scenes import (
     BOA_ADD_OFFSET,
     S2_PSF_SIGMA_M,
     SCL,

@@ -15,7 +15,7 @@ import shapely
 from shapely.geometry import shape
 
 from s2scale.grid import TargetGrid, mgrs_tile, resolve_aoi
-from s2scale.testing import (
+from s2scale.sim import (
     SAMPLE_AOI,
     SAMPLE_SCENES,
     SCL,

@@ -29,8 +29,8 @@ from shapely.geometry import box, mapping
 from shapely.ops import transform as shapely_transform
 
 from s2scale.grid import AOI, Bounds, MgrsTile, TargetGrid, resolve_aoi, tiles_for_aoi
-from s2scale.testing.landscape import BANDS, WORLD_CRS, Landscape
-from s2scale.testing.scenes import (
+from s2scale.sim.landscape import BANDS, WORLD_CRS, Landscape
+from s2scale.sim.scenes import (
     PAD_5M,
     S2_PSF_SIGMA_M,
     SCL,
@@ -322,7 +322,7 @@ def make_collection(items: Sequence[dict]) -> dict:
         "type": "Collection",
         "stac_version": "1.0.0",
         "id": "sentinel-2-l2a",
-        "title": "Sentinel-2 Level-2A (simulated by s2scale.testing)",
+        "title": "Sentinel-2 Level-2A (simulated by s2scale.sim)",
         "description": "Simulated Sentinel-2 L2A scenes shaped like Earth Search v1 items.",
         "license": "CC0-1.0",
         "keywords": ["sentinel-2", "simulated"],
@@ -430,7 +430,7 @@ def write_sample(
     _write_json(root / "collection.json", make_collection(items))
     dates = tuple(sorted({it["properties"]["datetime"][:10] for it in items}))
     manifest = {
-        "generator": "s2scale.testing.write_sample",
+        "generator": "s2scale.sim.write_sample",
         "seed": seed,
         "national": national,
         "aoi": "austria" if national else list(bbox),

@@ -38,7 +38,7 @@ from shapely.ops import transform as shapely_transform
 
 from s2scale.errors import ConfigError
 from s2scale.grid import AOI, MgrsTile, TargetGrid, resolve_aoi
-from s2scale.testing.landscape import (
+from s2scale.sim.landscape import (
     BANDS,
     WORLD_CRS,
     FineRaster,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from s2scale.errors import S2ScaleError
-from s2scale.testing.stac_api import (
+from services.stac_api import (
     FlakyProxy,
     ServiceError,
     StacApiServer,

@@ -581,7 +581,7 @@ class StacApiServer(_Service):
                 "DB_MAX_CONN_SIZE": "5",
                 "ENABLE_TRANSACTIONS_EXTENSIONS": "true" if self._transactions else "false",
                 "STAC_FASTAPI_TITLE": "s2scale test STAC API",
-                "STAC_FASTAPI_DESCRIPTION": "pgstac on loopback, started by s2scale.testing",
+                "STAC_FASTAPI_DESCRIPTION": "pgstac on loopback, started by s2scale.sim",
                 "STAC_FASTAPI_VERSION": "test",
                 "STAC_FASTAPI_LANDING_ID": "s2scale-test",
             }
