@@ -31,25 +31,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 from s2scale.errors import S2ScaleError
+from s2scale.sentinel2 import ASSET_KEYS as _ASSET_KEYS
+from s2scale.sentinel2 import BANDS, BOA_ADD_OFFSET, MASK_BAND
 
 __all__ = ["BANDS", "MASK_BAND", "MalformedItemError", "Scene", "normalize_item"]
 
-BANDS: tuple[str, ...] = ("blue", "green", "red", "nir")
-"""Reflectance bands used by s2scale, as Earth Search v1 asset keys (B02, B03, B04, B08)."""
-MASK_BAND = "scl"
-"""The scene classification layer (20 m)."""
-
-_ASSET_KEYS: dict[str, tuple[str, ...]] = {
-    "blue": ("blue", "B02"),
-    "green": ("green", "B03"),
-    "red": ("red", "B04"),
-    "nir": ("nir", "B08"),
-    "scl": ("scl", "SCL"),
-}
-"""Canonical band name -> asset keys of the known providers, in order of preference."""
-
-BOA_ADD_OFFSET = 1000
-"""DN offset ESA adds from processing baseline 04.00 on."""
 _OFFSET_BASELINE = (4, 0)
 
 

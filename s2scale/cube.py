@@ -25,9 +25,10 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from shapely.geometry import shape
 
-from s2scale._items import BANDS, MASK_BAND, Scene
+from s2scale._items import Scene
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
 from s2scale.grid import AOI, Bounds, target_grid
+from s2scale.sentinel2 import BANDS, MASK_BAND
 
 __all__ = [
     "INVALID_SCL",

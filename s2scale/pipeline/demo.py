@@ -24,6 +24,7 @@ from s2scale.mosaic import mosaic
 from s2scale.pipeline.common import DEMO_DATETIME, timed
 from s2scale.pipeline.jobs import run_sample
 from s2scale.pipeline.run import run_cube, run_upscale
+from s2scale.sentinel2 import to_dn, to_reflectance
 
 __all__ = ["run_demo"]
 
@@ -116,7 +117,7 @@ def run_demo(
         sr = open_mosaic(out / "mosaic.zarr")["reflectance"].values
         bicubic = on_grid([_bicubic(c) for c in composites], m.resampling)
         nearest = on_grid([_nearest(c) for c in composites], "nearest")
-        truth = np.clip(np.rint(render_truth(grid) * 10000), 1, 65535).astype(np.uint16)
+        truth = to_dn(render_truth(grid))
     valid = (sr > 0).all(axis=0) & (bicubic > 0).all(axis=0)
     rows, cols = np.nonzero(valid)
     window = np.s_[:, rows.min() + 8 : rows.max() - 8, cols.min() + 8 : cols.max() - 8]
@@ -124,8 +125,7 @@ def run_demo(
     stl = metrics.load_stlpips("alex")
 
     def score(img: np.ndarray) -> dict[str, Any]:
-        a = img[window].astype(np.float32) / 10000
-        b = truth[window].astype(np.float32) / 10000
+        a, b = to_reflectance(img[window]), to_reflectance(truth[window])
         return {
             "psnr_db": round(metrics.psnr(a, b, 1.0), 3),
             "ssim": round(metrics.ssim(a, b, 1.0), 4),

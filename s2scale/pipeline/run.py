@@ -19,7 +19,6 @@ import numpy as np
 import xarray as xr
 
 from s2scale import catalog, cube, cubestore
-from s2scale._items import BANDS, MASK_BAND
 from s2scale.config import RunConfig
 from s2scale.errors import ClusterError, ConfigError
 from s2scale.grid import TargetGrid
@@ -35,6 +34,7 @@ from s2scale.pipeline.plan import (
 )
 from s2scale.pipeline.units import StacComposites, StoreComposites, count_tasks, submit_unit
 from s2scale.pipeline.waves import default_in_flight, run_waves, wait_for_gpu_workers
+from s2scale.sentinel2 import BANDS, MASK_BAND
 
 __all__ = ["plan_upscale", "run_cube", "run_upscale"]
 

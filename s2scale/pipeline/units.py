@@ -22,10 +22,10 @@ from typing import Any
 import dask.array as da
 
 from s2scale import cube
-from s2scale._items import BANDS, MASK_BAND
 from s2scale.infer import ModelSetup, upscale_window_block
 from s2scale.mosaic import StoreHandle, mosaic_region_block, write_region
 from s2scale.pipeline.plan import Plan, Unit, ZoneWindow
+from s2scale.sentinel2 import BANDS, MASK_BAND
 
 __all__ = [
     "CompositeReader",

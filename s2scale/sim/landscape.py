@@ -24,6 +24,7 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 
 from s2scale.errors import ConfigError, GridMismatchError
 from s2scale.grid import Bounds
+from s2scale.sentinel2 import BANDS
 
 __all__ = [
     "BANDS",
@@ -39,9 +40,6 @@ __all__ = [
 
 WORLD_CRS = "EPSG:3035"
 """The one CRS the landscape is defined in (ETRS89-LAEA Europe, metres)."""
-
-BANDS = ("blue", "green", "red", "nir")
-"""Band order of every reflectance array (Earth Search asset keys of B02, B03, B04, B08)."""
 
 
 class Cover(IntEnum):

@@ -29,6 +29,7 @@ from shapely.geometry import box, mapping
 from shapely.ops import transform as shapely_transform
 
 from s2scale.grid import AOI, Bounds, MgrsTile, TargetGrid, resolve_aoi, tiles_for_aoi
+from s2scale.sentinel2 import WAVELENGTHS_UM
 from s2scale.sim.landscape import BANDS, WORLD_CRS, Landscape
 from s2scale.sim.scenes import (
     PAD_5M,
@@ -90,12 +91,7 @@ _EXTENSIONS = [
         "raster/v1.1.0",
     )
 ]
-_BANDS = {  # asset key: (file, title, centre wavelength, FWHM)
-    "blue": ("B02", "Blue - 10m", 0.49, 0.098),
-    "green": ("B03", "Green - 10m", 0.56, 0.045),
-    "red": ("B04", "Red - 10m", 0.665, 0.038),
-    "nir": ("B08", "NIR 1 - 10m", 0.842, 0.145),
-}
+_BANDS = WAVELENGTHS_UM  # asset key: (file, title, centre wavelength, FWHM)
 
 
 @dataclass(frozen=True)

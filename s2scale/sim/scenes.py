@@ -38,6 +38,7 @@ from shapely.ops import transform as shapely_transform
 
 from s2scale.errors import ConfigError
 from s2scale.grid import AOI, MgrsTile, TargetGrid, resolve_aoi
+from s2scale.sentinel2 import BOA_ADD_OFFSET, to_dn
 from s2scale.sim.landscape import (
     BANDS,
     WORLD_CRS,
@@ -70,7 +71,6 @@ S2_PSF_SIGMA_M = 5.5
 """Gaussian PSF sigma of the simulated 10 m bands (0.55 of a 10 m pixel)."""
 TRUTH_PSF_SIGMA_M = 2.5
 """Gaussian PSF sigma of the 5 m truth (0.5 of a 5 m pixel)."""
-BOA_ADD_OFFSET = 1000
 """DN offset added from processing baseline 04.00 on (``raster:bands`` offset -0.1)."""
 NOISE_SIGMA = (0.002, 0.002, 0.002, 0.003)
 """Sensor noise (reflectance units) per band in ``BANDS`` order."""
@@ -234,17 +234,6 @@ def _blur_crop(refl: np.ndarray, sigma_px: float, pad: int) -> np.ndarray:
 def _mean2(a: np.ndarray) -> np.ndarray:
     """2x2 block mean over the last two axes."""
     return (a[..., ::2, ::2] + a[..., 1::2, ::2] + a[..., ::2, 1::2] + a[..., 1::2, 1::2]) * 0.25
-
-
-def to_dn(refl: np.ndarray, offset: int = 0) -> np.ndarray:
-    """Reflectance to uint16 DN = round(refl * 10000) + offset, clipped to 1..65535 (0 is no data).
-
-    Examples
-    --------
-    >>> to_dn(np.array([0.0345, -0.2, 0.5]), 1000).tolist()
-    [1345, 1, 6000]
-    """
-    return np.clip(np.round(refl * 10000.0) + offset, 1, 65535).astype(np.uint16)
 
 
 def render_truth(

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from s2scale.errors import ConfigError
 from s2scale.models.checkpoint import Normalization
+from s2scale.sentinel2 import BANDS
 from s2scale.train.degradations import DegradationConfig
 
 __all__ = ["RECIPES", "TrainConfig"]
@@ -70,7 +71,7 @@ class TrainConfig:
     """Generator registry name: srcnn, srresnet, esrgan, realesrgan or srvgg."""
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     """Generator constructor kwargs, e.g. ``{num_feat: 64, num_block: 23}``."""
-    bands: tuple[str, ...] = ("blue", "green", "red", "nir")
+    bands: tuple[str, ...] = BANDS
     """Band names in channel order; their count is the model's band count."""
     scale: int = 2
     """Upscaling factor (2 for 10 m -> 5 m)."""

@@ -56,6 +56,7 @@ from s2scale.pairs import (
     wald_pairs,
     write_patch_store,
 )
+from s2scale.sentinel2 import BANDS, DN_SCALE, to_reflectance
 
 __all__ = [
     "CONFIG_DIR",
@@ -86,7 +87,6 @@ TRAIN_ORTHO = {"ref-img.tif": None, "1091-322_00_big.tif": (0.0, 0.6)}
 """Real orthophotos used for training: whole file (None) or the x-fraction range kept."""
 HELD_OUT_ORTHO = ("1091-322_00_big.tif", (0.6, 1.0))
 """Held-out part of the real orthophoto (its east 40 %), for evaluation only."""
-BANDS = ("blue", "green", "red", "nir")
 _REF_LONLAT = (12.0, 47.49)  # simulated worlds are sampled around the built-in sample
 Progress = Callable[[Iterable[Any]], Iterable[Any]]
 
@@ -185,12 +185,6 @@ def ortho_to_reflectance(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.stack([b, g, r, nir]), 0.0, 1.0).astype(np.float32)
 
 
-def _to_dn(refl: np.ndarray) -> np.ndarray:
-    """Reflectance -> uint16 harmonised DN (1..65535; 0 stays for NaN)."""
-    dn = np.clip(np.round(np.nan_to_num(refl, nan=0.0) * 10000.0), 1, 65535)
-    return np.where(np.isnan(refl), 0, dn).astype(np.uint16)
-
-
 def _real_ortho_image(
     path: Path, x_range: tuple[float, float] | None, pixel_m: float
 ) -> np.ndarray:
@@ -227,7 +221,7 @@ def _wald_patchsets(
     for v in range(variants):
         sigma = float(rng.uniform(*psf_sigma_range))
         noise = float(rng.uniform(*noise_range))
-        lr, hr = wald_pairs(hr_dn, 2, sigma, noise_sigma=noise * 10000.0, rng=rng)
+        lr, hr = wald_pairs(hr_dn, 2, sigma, noise_sigma=noise * DN_SCALE, rng=rng)
         out.append(
             make_pairs(
                 lr,
@@ -416,7 +410,7 @@ def build_training_data(
                     log.warning("real orthophoto %s is absent; skipped", path)
                     continue
                 for pixel_m in real_ortho_pixels_m:
-                    hr = _to_dn(_real_ortho_image(path, x_range, pixel_m))
+                    hr = to_dn(_real_ortho_image(path, x_range, pixel_m))
                     parts += _wald_patchsets(
                         hr,
                         kind="real-ortho-wald",
@@ -482,7 +476,7 @@ def heldout_scene(
         from s2scale.sim import to_dn
 
         lr, hr = s2, to_dn(layers.truth())
-    return lr.astype(np.float32) / 10000.0, hr.astype(np.float32) / 10000.0
+    return to_reflectance(lr), to_reflectance(hr)
 
 
 def heldout_real_ortho(
