@@ -345,7 +345,7 @@ def upscale(
 @click.option(
     "--no-real-ortho",
     is_flag=True,
-    help="Leave out the real Zurich orthophoto in ../shared/data (simulated LR).",
+    help="Leave out the real Zurich orthophoto in $S2SCALE_SHARED_DATA/orthophoto (simulated LR).",
 )
 @_handle_errors
 def pairs(out: Path, seeds: str, no_real_ortho: bool) -> None:
@@ -364,7 +364,7 @@ def pairs(out: Path, seeds: str, no_real_ortho: bool) -> None:
     "--config",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     required=True,
-    help="TrainConfig YAML, e.g. configs/train/srresnet.yaml.",
+    help="TrainConfig YAML, e.g. s2scale/configs/train/srresnet.yaml (shipped with the package).",
 )
 @click.option(
     "--out",

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+if SHARED_DATA.is_dir():  # the real reference data, for training recipes and CLI subprocesses
+    os.environ.setdefault("S2SCALE_SHARED_DATA", str(SHARED_DATA))
 
 
 def _in_ci() -> bool:

@@ -9,13 +9,14 @@ can produce offline, per simulator seed (a different world each):
 - ``sim-wald-s2``: Wald's protocol on the simulated Sentinel-2 10 m image (10 m -> 20 m) with a
   random Gaussian PSF (sigma drawn in LR pixels), random noise, several variants per area;
 
-plus, when ``include_real_ortho`` and ``../shared/data/orthophoto`` exist, ``real-ortho-wald``:
-the real Zürich RGB orthophoto (0.5 m) area-averaged to nominal 1.5 m and 2.5 m pixels, turned into
-pseudo-reflectance with a SYNTHETIC NIR band (see :func:`ortho_to_reflectance`), as Wald pairs.
+plus, when ``include_real_ortho`` and ``$S2SCALE_SHARED_DATA/orthophoto`` exists,
+``real-ortho-wald``: the real Zürich RGB orthophoto (0.5 m) area-averaged to nominal 1.5 m and
+2.5 m pixels, turned into pseudo-reflectance with a SYNTHETIC NIR band (see
+:func:`ortho_to_reflectance`), as Wald pairs.
 Training patches also get a random per-band gain (same on LR and HR) for radiometric diversity.
 Flips and rotations are applied on the fly by :class:`~s2scale.train.data.PairDataset`.
 
-:func:`train_shipped` trains ``configs/train/<name>.yaml`` on that store, evaluates against
+:func:`train_shipped` trains ``s2scale/configs/train/<name>.yaml`` on that store, evaluates against
 bicubic on a held-out simulator seed and on held-out real orthophoto (simulated LR), and saves the
 fp16 checkpoint with its training summary. Command line::
 
@@ -30,11 +31,13 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import platform
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +65,7 @@ __all__ = [
     "CONFIG_DIR",
     "DEFAULT_SEEDS",
     "HELD_OUT_SEED",
-    "REAL_ORTHO_DIR",
+    "SHARED_DATA_ENV",
     "bicubic",
     "build_training_data",
     "evaluate_generator",
@@ -75,10 +78,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO_ROOT / "configs" / "train"
-"""Where ``<name>.yaml`` of the shipped generators live."""
-REAL_ORTHO_DIR = REPO_ROOT.parent / "shared" / "data" / "orthophoto"
-"""The real Zürich orthophotos (``../shared/data/orthophoto`` beside the checkout)."""
+"""Where the package lies; only asked for its git commit (model card provenance)."""
+CONFIG_DIR = Path(str(resources.files("s2scale"))) / "configs" / "train"
+"""Where ``<name>.yaml`` of the shipped generators live (package data)."""
+SHARED_DATA_ENV = "S2SCALE_SHARED_DATA"
+"""Environment variable naming the folder of real reference data (``orthophoto/``, ``s2/``)."""
+
+
+def real_ortho_dir() -> Path | None:
+    """The real orthophotos: ``$S2SCALE_SHARED_DATA/orthophoto``, or None when it is not set."""
+    root = os.environ.get(SHARED_DATA_ENV)
+    return Path(root) / "orthophoto" if root else None
+
+
 DEFAULT_SEEDS: tuple[int, ...] = (11, 12, 13, 14, 15, 16)
 """Simulator worlds used for training."""
 HELD_OUT_SEED = 99
@@ -400,9 +412,10 @@ def build_training_data(
         )
         log.info("training data: seed %d done (%.0fs)", seed, time.perf_counter() - t0)
     if include_real_ortho:
-        folder = Path(ortho_dir) if ortho_dir is not None else REAL_ORTHO_DIR
-        if not folder.is_dir():
-            log.warning("real orthophoto folder %s is absent; training without it", folder)
+        folder = Path(ortho_dir) if ortho_dir is not None else real_ortho_dir()
+        if folder is None or not folder.is_dir():
+            log.warning("real orthophoto folder %s is absent (set %s); training without it",
+                        folder, SHARED_DATA_ENV)  # fmt: skip
         else:
             for fname, x_range in TRAIN_ORTHO.items():
                 path = folder / fname
@@ -488,9 +501,9 @@ def heldout_real_ortho(
     synthetic NIR, area-averaged to ``pixel_m`` (HR) and degraded by Wald's protocol (PSF sigma
     0.55 LR px + 2x2 mean) to the LR.
     """
-    folder = Path(ortho_dir) if ortho_dir is not None else REAL_ORTHO_DIR
-    path = folder / HELD_OUT_ORTHO[0]
-    if not path.is_file():
+    folder = Path(ortho_dir) if ortho_dir is not None else real_ortho_dir()
+    path = folder / HELD_OUT_ORTHO[0] if folder is not None else None
+    if path is None or not path.is_file():
         return None
     hr = _real_ortho_image(path, HELD_OUT_ORTHO[1], pixel_m)
     lr, hr = wald_pairs(hr, 2, 0.55)
@@ -559,7 +572,7 @@ def evaluate_all(model: nn.Module, *, seed: int = HELD_OUT_SEED) -> dict[str, An
     out: dict[str, Any] = {}
     for name, pair in cases.items():
         if pair is None:
-            out[name] = "skipped: ../shared/data/orthophoto absent"
+            out[name] = f"skipped: no orthophotos (set {SHARED_DATA_ENV})"
             continue
         lr, hr = pair
         out[name] = {
@@ -684,7 +697,7 @@ def train_shipped(
     evaluate: bool = True,
     progress: Progress | None = None,
 ) -> Path:
-    """Train a shipped generator with ``configs/train/<name>.yaml`` and save it fp16.
+    """Train a shipped generator with ``s2scale/configs/train/<name>.yaml`` and save it fp16.
 
     Parameters
     ----------
@@ -693,7 +706,7 @@ def train_shipped(
     out_dir
         Folder of the shipped checkpoint ``<name>.pt`` (e.g. ``s2scale/weights``).
     config
-        TrainConfig YAML; default ``configs/train/<name>.yaml``.
+        TrainConfig YAML; default ``s2scale/configs/train/<name>.yaml``.
     store
         Patch store to train on; default ``<work_dir>/patches.zarr``, built with
         :func:`build_training_data` (``seeds``) if absent or ``rebuild_data``.
@@ -820,7 +833,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m s2scale.train.recipes", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("name", help="srresnet, realesrgan (configs/train/<name>.yaml) or 'data'")
+    parser.add_argument(
+        "name", help="srresnet, realesrgan (s2scale/configs/train/<name>.yaml) or 'data'"
+    )
     parser.add_argument(
         "--out",
         default="s2scale/weights",
@@ -829,7 +844,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--work", default="runs/shipped", help="run folder (logs, store, report)")
     parser.add_argument("--store", default=None, help="existing patch store to train on")
     parser.add_argument(
-        "--config", default=None, help="TrainConfig YAML (default configs/train/<name>.yaml)"
+        "--config",
+        default=None,
+        help="TrainConfig YAML (default s2scale/configs/train/<name>.yaml)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
     parser.add_argument("--rebuild-data", action="store_true")
