@@ -31,6 +31,7 @@ __all__ = [
     "InferConfig",
     "MosaicConfig",
     "RunConfig",
+    "diff_entries",
 ]
 
 CLUSTER_KINDS = ("auto", "local", "local-gpu", "address", "kubernetes")
@@ -243,3 +244,21 @@ _SECTION_TYPES: dict[str, type] = {
     "mosaic": MosaicConfig,
     "cluster": ClusterConfig,
 }
+
+
+def diff_entries(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Entries of two nested dicts (run manifests) that differ, as ``key.subkey: old -> new``.
+
+    Examples
+    --------
+    >>> diff_entries({"a": 1, "f": {"dtype": "float32"}}, {"a": 1, "f": {"dtype": "bfloat16"}})
+    ["f.dtype: 'float32' -> 'bfloat16'"]
+    """
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += diff_entries(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out

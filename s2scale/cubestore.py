@@ -30,6 +30,7 @@ import xarray as xr
 import zarr
 from affine import Affine
 
+from s2scale.config import diff_entries
 from s2scale.errors import GridMismatchError, ReadError
 from s2scale.grid import Bounds
 
@@ -141,8 +142,6 @@ def create_cube_store(
         The path holds another store (other zones, chunks, bands or fingerprint) or something
         that is not a composite store, and ``overwrite`` is False; the message names what differs.
     """
-    from s2scale.mosaic.store import _diff
-
     path = str(path)
     manifest = json.loads(json.dumps({
         "format": _FORMAT, "chunk_px": chunk_px, "bands": list(bands),
@@ -157,7 +156,7 @@ def create_cube_store(
                 f"{path!r} is a Zarr store but not an s2scale composite store; choose another "
                 "--out or pass --overwrite to replace it"
             )
-        diffs = _diff(stored, manifest)
+        diffs = diff_entries(stored, manifest)
         if diffs:
             raise GridMismatchError(
                 f"composite store {path!r} was made with another configuration "

@@ -36,6 +36,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr
 
+from s2scale.config import diff_entries
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
 from s2scale.grid import TargetGrid
 from s2scale.mosaic.blend import Region
@@ -140,24 +141,6 @@ def _manifest(
         ) from err
 
 
-def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Manifest entries whose values differ, as ``key.subkey: stored -> requested``.
-
-    Examples
-    --------
-    >>> _diff({"a": 1, "f": {"dtype": "float32"}}, {"a": 1, "f": {"dtype": "bfloat16"}})
-    ["f.dtype: 'float32' -> 'bfloat16'"]
-    """
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _diff(a, b, f"{prefix}{k}.")
-        elif a != b:
-            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
-    return out
-
-
 def _coerce_mosaic(arr: xr.DataArray, grid: TargetGrid) -> tuple[xr.DataArray, tuple[int, int]]:
     """Check dims, dtype, shape and chunking; return the array and its ``(y, x)`` chunk size."""
     if tuple(arr.dims) != ("band", "y", "x") or arr.dtype != np.uint16:
@@ -213,7 +196,20 @@ def prepare_store(
     Raises :class:`GridMismatchError` naming each manifest entry that differs from the stored one
     (including the keys of ``config_fingerprint``) unless ``overwrite`` is True.
     """
-    arr, (cy, cx) = _coerce_mosaic(template, grid)
+    arr, chunks = _coerce_mosaic(template, grid)
+    return _prepare(arr, chunks, store, grid, config_fingerprint, overwrite)
+
+
+def _prepare(
+    arr: xr.DataArray,
+    chunks: tuple[int, int],
+    store: str | Path,
+    grid: TargetGrid,
+    config_fingerprint: dict,
+    overwrite: bool,
+) -> StoreHandle:
+    """:func:`prepare_store` for an array already checked by :func:`_coerce_mosaic`."""
+    cy, cx = chunks
     manifest = _manifest(arr, grid, (cy, cx), config_fingerprint)
     target, fs, root = _resolve_store(store)
     shown = redact_url(store)
@@ -295,10 +291,8 @@ def write_mosaic(
     """
     start = time.perf_counter()
     _check_pinning(mosaic_da)
-    handle = prepare_store(
-        mosaic_da, store, grid=grid, config_fingerprint=config_fingerprint, overwrite=overwrite
-    )
     arr, (cy, cx) = _coerce_mosaic(mosaic_da, grid)
+    handle = _prepare(arr, (cy, cx), store, grid, config_fingerprint, overwrite)
     wanted = _coerce_regions(regions, arr, (cy, cx))
     done = done_regions(handle)
     missing = [r for r in wanted if not done[r[0] // cy, r[2] // cx]]
@@ -403,7 +397,7 @@ def _check_existing(target: str, shown: str, manifest: dict) -> None:
             "or its creation was interrupted); pass overwrite=True to replace it or choose "
             "another path"
         )
-    diffs = _diff(stored, manifest)
+    diffs = diff_entries(stored, manifest)
     if diffs:
         raise GridMismatchError(
             f"Zarr store {shown!r} holds another mosaic ({'; '.join(diffs)}); pass "

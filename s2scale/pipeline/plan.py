@@ -155,14 +155,22 @@ class Plan:
     """The UTM zones' virtual composites."""
     units: tuple[Unit, ...] = field(repr=False)
     """Work units, in row-major order of their regions."""
-    scale: int
-    """The model's upscaling factor."""
-    halo_px: int
-    """Context per window side in 10 m px."""
+    setup: ModelSetup = field(repr=False)
+    """The resolved model: the predictor the SR tasks carry, scale, halo, input multiple."""
     model: dict[str, Any]
     """Resolved model facts: name, arch, checkpoint, sha256, bands, align."""
     source: str = "stac"
     """``"stac"`` (search and composite) or the path of a composite store (``--from-cube``)."""
+
+    @property
+    def scale(self) -> int:
+        """The model's upscaling factor."""
+        return self.setup.scale
+
+    @property
+    def halo_px(self) -> int:
+        """Context per window side in 10 m px."""
+        return self.setup.halo_px
 
     @property
     def regions(self) -> list[Region]:
@@ -272,7 +280,7 @@ def build_plan(
     }  # fmt: skip
     return Plan(
         config=cfg, scenes=scenes, skipped_items=tuple(result.skipped), grid=grid, zones=zones,
-        units=tuple(units), scale=setup.scale, halo_px=setup.halo_px, model=model,
+        units=tuple(units), setup=setup, model=model,
         source="stac" if store is None else store.path,
     )  # fmt: skip
 

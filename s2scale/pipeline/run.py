@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from s2scale import catalog, cube, cubestore
+from s2scale import catalog, cubestore
 from s2scale.config import RunConfig
 from s2scale.errors import ClusterError, ConfigError
 from s2scale.grid import TargetGrid
@@ -29,12 +29,17 @@ from s2scale.pipeline.plan import (
     build_plan,
     cube_units,
     fingerprint,
-    model_setup,
     plan_zones,
 )
-from s2scale.pipeline.units import StacComposites, StoreComposites, count_tasks, submit_unit
+from s2scale.pipeline.units import (
+    StacComposites,
+    StoreComposites,
+    count_tasks,
+    stac_composite,
+    submit_unit,
+)
 from s2scale.pipeline.waves import default_in_flight, run_waves, wait_for_gpu_workers
-from s2scale.sentinel2 import BANDS, MASK_BAND
+from s2scale.sentinel2 import BANDS
 
 __all__ = ["plan_upscale", "run_cube", "run_upscale"]
 
@@ -147,7 +152,6 @@ def run_upscale(
         done = done_regions(handle)
         todo = [u for u in plan.units if not done[u.region[0] // chunk, u.region[2] // chunk]]
         reader = _reader(plan)
-        setup = model_setup(cfg)
         token = _token(fp, handle.target)
         log.info(
             "upscale: %d units, %d written before", len(plan.units), len(plan.units) - len(todo)
@@ -155,8 +159,7 @@ def run_upscale(
         with timed("units", timings):
             waves = run_waves(
                 client, todo,
-                lambda u: submit_unit(client, plan, u, reader=reader, setup=setup, handle=handle,
-                                      token=token),
+                lambda u: submit_unit(client, plan, u, reader=reader, handle=handle, token=token),
                 in_flight=cfg.cluster.units_in_flight or default_in_flight(client),
                 retries=cfg.cluster.unit_retries, lost_timeout_s=cfg.cluster.lost_timeout_s,
                 skip_errors=cfg.catalog.skip_errors, progress=progress, label="upscale",
@@ -283,11 +286,11 @@ def _cube_fingerprint(cfg: RunConfig) -> dict[str, Any]:
 
 def _composite_both(plan_scenes: tuple, zone: Any, unit: CubeUnit, cfg: RunConfig) -> da.Array:
     """Lazy ``(band + 1, y, x)``: the composite of one store chunk and its clear count last."""
-    stack = cube.load_cube(
-        [plan_scenes[i] for i in unit.scenes], bounds=zone.window_bounds(unit.window),
-        bands=(*BANDS, MASK_BAND), chunk_px=cfg.cube.chunk_px, time_chunk=cfg.cube.time_chunk,
+    c = cfg.cube
+    comp = stac_composite(
+        [plan_scenes[i] for i in unit.scenes], zone.window_bounds(unit.window),
+        chunk_px=c.chunk_px, time_chunk=c.time_chunk, mask_snow=c.mask_snow,
     )  # fmt: skip
-    comp = cube.composite(cube.mask_clouds(stack, mask_snow=cfg.cube.mask_snow))
     return da.concatenate([comp.reflectance.data, comp.clear_count.data[None]], axis=0)
 
 

@@ -15,14 +15,17 @@ advertise a ``GPU`` resource, one at a time per GPU, whatever path built the run
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import dask.array as da
+import xarray as xr
 
 from s2scale import cube
-from s2scale.infer import ModelSetup, upscale_window_block
+from s2scale._items import Scene
+from s2scale.grid import Bounds
+from s2scale.infer import upscale_window_block
 from s2scale.mosaic import StoreHandle, mosaic_region_block, write_region
 from s2scale.pipeline.plan import Plan, Unit, ZoneWindow
 from s2scale.sentinel2 import BANDS, MASK_BAND
@@ -32,6 +35,7 @@ __all__ = [
     "StacComposites",
     "StoreComposites",
     "count_tasks",
+    "stac_composite",
     "submit_unit",
 ]
 
@@ -39,16 +43,31 @@ GPU = {"GPU": 1}
 """The resource every model task needs."""
 
 
-class CompositeReader:
+def stac_composite(
+    scenes: Sequence[Scene], bounds: Bounds, *, chunk_px: int, time_chunk: int, mask_snow: bool
+) -> xr.Dataset:
+    """Lazy cloud-free composite of ``bounds`` (one zone's CRS) from ``scenes``.
+
+    stackstac reads ``time_chunk`` scenes per task, SCL masks, the median of clear observations
+    and their count (:func:`s2scale.cube.composite`).
+    """
+    stack = cube.load_cube(
+        scenes, bounds=bounds, bands=(*BANDS, MASK_BAND), chunk_px=chunk_px,
+        time_chunk=time_chunk,
+    )  # fmt: skip
+    return cube.composite(cube.mask_clouds(stack, mask_snow=mask_snow))
+
+
+class CompositeReader(Protocol):
     """Where zone windows of 10 m composites come from (a lazy ``(band, y, x)`` uint16 array)."""
 
     def window(self, plan: Plan, w: ZoneWindow) -> da.Array:
         """The composite of ``w.lr_window`` of zone ``w.zone``."""
-        raise NotImplementedError
+        ...
 
 
 @dataclass(frozen=True)
-class StacComposites(CompositeReader):
+class StacComposites:
     """Composites made from the window's scenes: stackstac reads, SCL masks, median."""
 
     chunk_px: int
@@ -60,15 +79,12 @@ class StacComposites(CompositeReader):
 
     def window(self, plan: Plan, w: ZoneWindow) -> da.Array:
         """Lazy cloud-free composite of one zone window, read from that window's scenes only."""
-        zone = plan.zones[w.zone]
-        stack = cube.load_cube(
-            [plan.scenes[i] for i in w.scenes],
-            bounds=zone.window_bounds(w.lr_window),
-            bands=(*BANDS, MASK_BAND),
-            chunk_px=_even_chunk(w.lr_window, self.chunk_px),
-            time_chunk=self.time_chunk,
-        )
-        return cube.composite(cube.mask_clouds(stack, mask_snow=self.mask_snow)).reflectance.data
+        comp = stac_composite(
+            [plan.scenes[i] for i in w.scenes], plan.zones[w.zone].window_bounds(w.lr_window),
+            chunk_px=_even_chunk(w.lr_window, self.chunk_px), time_chunk=self.time_chunk,
+            mask_snow=self.mask_snow,
+        )  # fmt: skip
+        return comp.reflectance.data
 
 
 def _even_chunk(window: tuple[int, int, int, int], chunk_px: int) -> int:
@@ -85,7 +101,7 @@ def _even_chunk(window: tuple[int, int, int, int], chunk_px: int) -> int:
 
 
 @dataclass(frozen=True)
-class StoreComposites(CompositeReader):
+class StoreComposites:
     """Composites read from a store written by ``s2scale cube`` (one group per zone)."""
 
     arrays: dict[int, da.Array]
@@ -126,10 +142,8 @@ def submit_unit(
     unit: Unit,
     *,
     reader: CompositeReader,
-    setup: ModelSetup,
     handle: StoreHandle,
     token: str,
-    write: Callable[..., Any] = write_region,
 ) -> Any:
     """Submit one unit; returns the future of its write (the region, once written and marked)."""
     m = plan.config.mosaic
@@ -138,7 +152,7 @@ def submit_unit(
     for w in unit.windows:
         comp = client.compute(reader.window(plan, w), priority=-unit.index)
         sr = client.submit(
-            upscale_window_block, comp, predict=setup.predictor, margin=plan.halo_px,
+            upscale_window_block, comp, predict=plan.setup.predictor, margin=plan.halo_px,
             scale=plan.scale, pad=w.lr_pad, crop=w.sr_crop, resources=GPU,
             key=f"upscale-{prefix}-z{w.zone}", priority=-unit.index,
         )  # fmt: skip
@@ -149,6 +163,6 @@ def submit_unit(
         resampling=m.resampling, key=f"blend-{prefix}", priority=-unit.index,
     )  # fmt: skip
     return client.submit(
-        write, blended, target=handle.target, region=unit.region, chunks=handle.chunks,
+        write_region, blended, target=handle.target, region=unit.region, chunks=handle.chunks,
         key=f"write-{prefix}", priority=-unit.index,
     )  # fmt: skip
