@@ -11,12 +11,15 @@ Conventions
   edge (square south edge + 100 km) rounded *up* to a multiple of 60 m, so that the 10, 20 and
   60 m grids of all tiles of one UTM zone share one lattice (e.g. ``32TQT``: x0 = 699960,
   y0 = 5300040).
+- Target grids are odc-geo ``GeoBox`` es underneath (:attr:`TargetGrid.geobox`), and chunk plans
+  odc-geo ``GeoboxTiles``; :class:`TargetGrid` is the small frozen record stored in manifests.
 - Target grids are snapped so that their origin is a multiple of the coarse (10 m) resolution: in
   a UTM zone every 10 m source pixel edge is then also a 5 m edge of the target.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -29,6 +32,8 @@ from typing import TypeAlias
 import numpy as np
 import shapely
 from affine import Affine
+from odc.geo.geobox import GeoBox, GeoboxTiles
+from odc.geo.geom import Geometry
 from pyproj import CRS, Transformer
 from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
@@ -390,30 +395,25 @@ class TargetGrid:
         if not (minx < maxx and miny < maxy):
             raise ConfigError(f"grid bounds {self.bounds} are empty")
 
+    @cached_property
+    def geobox(self) -> GeoBox:
+        """The same grid as an odc-geo ``GeoBox`` (shape, affine, coordinates, tiling)."""
+        return GeoBox.from_bbox(self.bounds, self.crs, resolution=self.resolution_m)
+
     @property
     def shape(self) -> tuple[int, int]:
         """``(rows, cols)``."""
-        minx, miny, maxx, maxy = self.bounds
-        return (
-            round((maxy - miny) / self.resolution_m),
-            round((maxx - minx) / self.resolution_m),
-        )
+        return tuple(self.geobox.shape)  # type: ignore[return-value]
 
     @property
     def transform(self) -> Affine:
         """Affine transform of the upper-left corner."""
-        return Affine(
-            self.resolution_m, 0.0, self.bounds[0], 0.0, -self.resolution_m, self.bounds[3]
-        )
+        return self.geobox.affine
 
     def coords(self) -> tuple[np.ndarray, np.ndarray]:
         """Pixel-centre coordinates ``(y, x)`` as float64 arrays (y descending)."""
-        rows, cols = self.shape
-        minx, _, _, maxy = self.bounds
-        half = self.resolution_m / 2
-        x = minx + half + self.resolution_m * np.arange(cols)
-        y = maxy - half - self.resolution_m * np.arange(rows)
-        return y, x
+        c = self.geobox.coords
+        return c["y"].values.astype(np.float64), c["x"].values.astype(np.float64)
 
     def nbytes(self, bands: int, itemsize: int = 2) -> int:
         """Size of a ``(bands, rows, cols)`` array on this grid."""
@@ -457,6 +457,8 @@ def target_grid(
     epsg = CRS.from_user_input(crs).to_epsg()
     if epsg is None:
         raise ConfigError(f"output CRS {crs!r} has no EPSG code; give e.g. 'EPSG:3035'")
+    # Densify before projecting: odc-geo's ``Geometry.to_crs(...).boundingbox`` projects the
+    # vertices only, so a lon/lat box's curved edges would fall outside the grid (by ~1 km).
     proj = _reproject(_to_utm(epsg), shapely.segmentize(geom, 0.01))
     minx, miny, maxx, maxy = proj.bounds
     snapped = (
@@ -509,25 +511,16 @@ def plan_chunks(grid: TargetGrid, chunk_px: int, aoi: AOI | None = None) -> Chun
     """
     if chunk_px < 1:
         raise ConfigError(f"chunk_px={chunk_px} must be a positive number of pixels")
-    rows, cols = grid.shape
-    r0 = np.arange(0, rows, chunk_px)
-    c0 = np.arange(0, cols, chunk_px)
-    rr, cc = np.meshgrid(r0, c0, indexing="ij")
-    rr, cc = rr.ravel(), cc.ravel()
-    r1 = np.minimum(rr + chunk_px, rows)
-    c1 = np.minimum(cc + chunk_px, cols)
-    keep = np.ones(rr.size, dtype=bool)
-    if aoi is not None:
-        geom = resolve_aoi(aoi)
-        epsg = CRS.from_user_input(grid.crs).to_epsg()
-        geom_g = _reproject(_to_utm(epsg), shapely.segmentize(geom, 0.01))
-        t = grid.transform
-        boxes = shapely.box(t.c + cc * t.a, t.f + r1 * t.e, t.c + c1 * t.a, t.f + rr * t.e)
-        shapely.prepare(geom_g)
-        keep = shapely.intersects(geom_g, boxes)
-    regions = tuple(
-        (int(a), int(b), int(c), int(d))
-        for a, b, c, d, k in zip(rr, r1, cc, c1, keep, strict=True)
-        if k
-    )
-    return ChunkPlan(grid=grid, chunk_px=chunk_px, regions=regions, total_chunks=int(rr.size))
+    tiles = GeoboxTiles(grid.geobox, (chunk_px, chunk_px))
+    ny, nx = tiles.shape
+    if aoi is None:
+        indices: Iterator[tuple[int, int]] = itertools.product(range(ny), range(nx))
+    else:
+        # Densified first: a reprojected AOI with straight edges would miss the curved ones.
+        geom = shapely.segmentize(resolve_aoi(aoi), 0.01)
+        indices = tiles.tiles(Geometry(geom, "EPSG:4326"))  # row-major, as the store expects
+    regions = []
+    for idx in indices:
+        rows, cols = tiles.roi[idx]
+        regions.append((int(rows.start), int(rows.stop), int(cols.start), int(cols.stop)))
+    return ChunkPlan(grid=grid, chunk_px=chunk_px, regions=tuple(regions), total_chunks=ny * nx)

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import shapely
+import shapely.ops
 from shapely.geometry import box
 
 from s2scale import grid
@@ -140,3 +141,36 @@ def test_chunk_plan_keeps_only_aoi_chunks():
     assert area == g.shape[0] * g.shape[1]
     with pytest.raises(ConfigError, match="chunk_px"):
         grid.plan_chunks(g, 0)
+
+
+@pytest.mark.parametrize(("crs", "chunk_px"), [("EPSG:3035", 2048), ("EPSG:32633", 1536)])
+def test_chunk_plan_is_exactly_the_chunks_that_touch_the_aoi(crs, chunk_px):
+    # Reference: every chunk box projected to lon/lat and tested against Austria directly.
+    from pyproj import Transformer
+
+    g = grid.target_grid("austria", crs=crs)
+    plan = grid.plan_chunks(g, chunk_px, "austria")
+    austria = grid.resolve_aoi("austria")
+    to_ll = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    t = g.transform
+    rows, cols = g.shape
+    expected = []
+    for r0 in range(0, rows, chunk_px):
+        for c0 in range(0, cols, chunk_px):
+            r1, c1 = min(r0 + chunk_px, rows), min(c0 + chunk_px, cols)
+            cell = shapely.segmentize(
+                box(t.c + c0 * t.a, t.f + r1 * t.e, t.c + c1 * t.a, t.f + r0 * t.e), 500.0
+            )
+            ll = shapely.ops.transform(to_ll.transform, cell)
+            if ll.intersects(austria):
+                expected.append((r0, r1, c0, c1))
+    assert list(plan.regions) == expected
+
+
+def test_target_grid_is_an_odc_geobox():
+    g = grid.target_grid("12.0,47.0,12.3,47.2", crs="EPSG:32633")
+    gbox = g.geobox
+    assert tuple(gbox.shape) == g.shape and gbox.crs == "EPSG:32633"
+    y, x = g.coords()
+    assert y[0] == g.bounds[3] - 2.5 and x[0] == g.bounds[0] + 2.5
+    assert (y[:-1] > y[1:]).all() and len(x) == g.shape[1]
