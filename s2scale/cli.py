@@ -362,9 +362,8 @@ def pairs(out: Path, seeds: str, no_real_ortho: bool) -> None:
 @main.command()
 @click.option(
     "--config",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
     required=True,
-    help="TrainConfig YAML, e.g. s2scale/configs/train/srresnet.yaml (shipped with the package).",
+    help="TrainConfig YAML path, or a shipped config's name (srresnet, realesrgan).",
 )
 @click.option(
     "--out",
@@ -393,7 +392,7 @@ def pairs(out: Path, seeds: str, no_real_ortho: bool) -> None:
 @click.option("--no-eval", is_flag=True, help="Skip the held-out evaluation against bicubic.")
 @_handle_errors
 def train(
-    config: Path, out: Path, data: Path | None, work: Path, cold_start: bool, no_eval: bool
+    config: str, out: Path, data: Path | None, work: Path, cold_start: bool, no_eval: bool
 ) -> None:
     """Train a generator (phase 1 pixel loss, phase 2 GAN + perceptual) and evaluate it."""
     from s2scale.pipeline import run_train

@@ -57,4 +57,4 @@ def test_train_command(tmp_path):
     bad = CliRunner().invoke(
         main, ["train", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path)]
     )
-    assert bad.exit_code == 2 and "does not exist" in bad.output
+    assert bad.exit_code == 2 and "no training config" in bad.output and "srresnet" in bad.output

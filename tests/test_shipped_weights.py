@@ -1,7 +1,7 @@
 """The shipped generators in s2scale/weights: metadata, size, and quality vs bicubic (CPU).
 
 Quality is checked on a FRESH render of a simulator world whose seed was never used in training
-(training used :data:`s2scale.train.recipes.DEFAULT_SEEDS`, the model cards :data:`HELD_OUT_SEED`),
+(training used :data:`s2scale.train.sources.DEFAULT_SEEDS`, the model cards :data:`HELD_OUT_SEED`),
 on the reference study's task: simulated Sentinel-2 10 m -> 5 m truth, plus Wald's protocol on the
 simulated 10 m image (10 m -> 20 m -> 10 m).
 """
@@ -15,7 +15,8 @@ import torch
 
 import s2scale
 from s2scale.models import load_generator, read_checkpoint
-from s2scale.train.recipes import DEFAULT_SEEDS, HELD_OUT_SEED, evaluate_generator, heldout_scene
+from s2scale.train.evaluation import evaluate_generator, heldout_scene
+from s2scale.train.sources import DEFAULT_SEEDS, HELD_OUT_SEED
 
 WEIGHTS = Path(s2scale.__file__).resolve().parent / "weights"
 FRESH_SEED = 4242  # neither a training seed nor the model cards' evaluation seed

@@ -59,12 +59,12 @@ def run_train(
     warm: bool = True,
     evaluate: bool = True,
 ) -> dict[str, Any]:
-    """Train the generator of a TrainConfig YAML into ``out/<config stem>.pt``."""
-    from s2scale.train.recipes import train_shipped
+    """Train the generator of a TrainConfig (YAML path or shipped name) into ``out/<stem>.pt``."""
+    from s2scale.train.recipes import resolve_config, train_shipped
 
-    config = Path(config)
+    path = resolve_config(config)
     timings: dict[str, float] = {}
     with timed("train", timings):
-        ckpt = train_shipped(config.stem, Path(out), config=config, store=data, work_dir=work,
+        ckpt = train_shipped(path.stem, Path(out), config=path, store=data, work_dir=work,
                              warm=warm, evaluate=evaluate)  # fmt: skip
     return {"checkpoint": str(ckpt), "work": str(work), "timings_s": timings}

@@ -11,13 +11,10 @@ import torch
 from s2scale.pairs import read_patch_store
 from s2scale.train import TrainConfig
 from s2scale.train.losses import PerceptualLoss
-from s2scale.train.recipes import (
-    CONFIG_DIR,
-    HELD_OUT_SEED,
-    build_training_data,
-    evaluate_generator,
-    ortho_to_reflectance,
-)
+from s2scale.errors import ConfigError
+from s2scale.train.evaluation import evaluate_generator
+from s2scale.train.recipes import CONFIG_DIR, _datasets, resolve_config
+from s2scale.train.sources import HELD_OUT_SEED, build_training_data, ortho_to_reflectance
 
 SHARED_ORTHO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "orthophoto"
 
@@ -130,3 +127,19 @@ def test_stlpips_score_label_and_order():
     a, b = stlpips_score(mild, hr), stlpips_score(strong, hr)
     assert a.label == "ST-LPIPS (shift-tolerant, alex)"
     assert 0 <= a.value < b.value
+
+
+def test_configs_resolve_by_name_or_path(tmp_path):
+    assert resolve_config("srresnet") == CONFIG_DIR / "srresnet.yaml"
+    own = tmp_path / "mine.yaml"
+    own.write_text("arch: srcnn\n")
+    assert resolve_config(own) == own
+    with pytest.raises(ConfigError, match=r"'nope'.*realesrgan.*srresnet"):
+        resolve_config("nope")
+
+
+def test_training_refuses_a_store_of_another_scale(tiny_store):
+    train_ds, _, attrs = _datasets(tiny_store, 2)
+    assert attrs["scale"] == 2 and train_ds.hr.shape[-1] == 2 * train_ds.lr.shape[-1]
+    with pytest.raises(ConfigError, match="holds x2 pairs but the config trains x4"):
+        _datasets(tiny_store, 4)
