@@ -228,22 +228,7 @@ def load_cube(
         ``0..n-1``, see :func:`observation_ids`) is shared by the scenes of one pass (e.g. two
         overlapping MGRS tiles), which :func:`composite` counts once.
     """
-    import stackstac
-    from rasterio.enums import Resampling
-    from rasterio.errors import RasterioIOError
-
-    if not scenes:
-        raise ConfigError("load_cube needs at least one scene; search returned none")
-    epsgs = sorted({s.epsg for s in scenes})
-    if len(epsgs) > 1:
-        raise GridMismatchError(
-            f"scenes span several UTM zones (EPSG {epsgs}); load one cube per zone with "
-            "plan_cubes() and merge them on the national grid (s2scale.pipeline does)"
-        )
-    unknown = [b for b in bands if b not in (*BANDS, MASK_BAND)]
-    if unknown:
-        raise ConfigError(f"unknown bands {unknown}; choose from {[*BANDS, MASK_BAND]}")
-    epsg = epsgs[0]
+    epsg = _check_scenes(scenes, bands)
     if bounds is None:
         bounds = _union_bounds(_asset_bounds(s.item["assets"]["blue"]) for s in scenes)
     r = RESOLUTION_M
@@ -253,26 +238,8 @@ def load_cube(
         np.ceil(bounds[2] / r) * r,
         np.ceil(bounds[3] / r) * r,
     )
-    items = [s.item for s in scenes]
-    errors = (RasterioIOError("."), RuntimeError("."), OSError(".")) if skip_errors else ()
-    common = dict(
-        epsg=epsg,
-        resolution=r,
-        bounds=tuple(float(b) for b in bounds),
-        snap_bounds=False,
-        chunksize=(time_chunk, len(bands), chunk_px, chunk_px),
-        dtype="uint16",
-        fill_value=np.uint16(0),
-        rescale=False,
-        xy_coords="center",
-        properties=False,
-        band_coords=False,
-        sortby_date=False,
-        errors_as_nodata=errors,
-    )
-    # One stack for all bands (SCL too, nearest onto the 10 m grid): one read task per chunk.
-    raw = stackstac.stack(items, assets=list(bands), resampling=Resampling.nearest, **common)
-    raw = raw.reset_coords(drop=True)
+    raw = _stack(scenes, bands, epsg, bounds, (time_chunk, len(bands), chunk_px, chunk_px),
+                 skip_errors)  # fmt: skip
     offsets = np.array([s.boa_offset for s in scenes], dtype=np.uint16)
     is_refl = np.array([b != MASK_BAND for b in bands])
     per_layer = offsets[:, None, None, None] * is_refl[None, :, None, None]
@@ -299,14 +266,60 @@ def load_cube(
         attrs={"units": "harmonised DN (reflectance * 10000)", "nodata": 0},
     )
     cube = cube.rio.write_crs(f"EPSG:{epsg}").rio.write_nodata(0)
-    log.info(
-        "cube EPSG:%d: %d scenes, shape %s, %.1f MB",
-        epsg,
-        len(scenes),
-        cube.shape,
-        cube.nbytes / 1e6,
-    )
+    log.info("cube EPSG:%d: %d scenes, shape %s, %.1f MB",
+             epsg, len(scenes), cube.shape, cube.nbytes / 1e6)  # fmt: skip
     return cube
+
+
+def _check_scenes(scenes: Sequence[Scene], bands: Sequence[str]) -> int:
+    """The one EPSG code of the scenes; ConfigError/GridMismatchError naming the fix otherwise."""
+    if not scenes:
+        raise ConfigError("load_cube needs at least one scene; search returned none")
+    epsgs = sorted({s.epsg for s in scenes})
+    if len(epsgs) > 1:
+        raise GridMismatchError(
+            f"scenes span several UTM zones (EPSG {epsgs}); load one cube per zone with "
+            "plan_cubes() and merge them on the national grid (s2scale.pipeline does)"
+        )
+    unknown = [b for b in bands if b not in (*BANDS, MASK_BAND)]
+    if unknown:
+        raise ConfigError(f"unknown bands {unknown}; choose from {[*BANDS, MASK_BAND]}")
+    return int(epsgs[0])
+
+
+def _stack(
+    scenes: Sequence[Scene],
+    bands: Sequence[str],
+    epsg: int,
+    bounds: Bounds,
+    chunks: tuple[int, int, int, int],
+    skip_errors: bool,
+) -> xr.DataArray:
+    """One stackstac stack of all bands (SCL too, nearest onto the 10 m grid), raw DN."""
+    import stackstac
+    from rasterio.enums import Resampling
+    from rasterio.errors import RasterioIOError
+
+    errors = (RasterioIOError("."), RuntimeError("."), OSError(".")) if skip_errors else ()
+    raw = stackstac.stack(
+        [s.item for s in scenes],
+        assets=list(bands),
+        resampling=Resampling.nearest,
+        epsg=epsg,
+        resolution=RESOLUTION_M,
+        bounds=tuple(float(b) for b in bounds),
+        snap_bounds=False,
+        chunksize=chunks,
+        dtype="uint16",
+        fill_value=np.uint16(0),
+        rescale=False,
+        xy_coords="center",
+        properties=False,
+        band_coords=False,
+        sortby_date=False,
+        errors_as_nodata=errors,
+    )
+    return raw.reset_coords(drop=True)
 
 
 def _harmonise_block(block: np.ndarray, offsets: np.ndarray) -> np.ndarray:

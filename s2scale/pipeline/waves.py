@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -124,6 +125,31 @@ def _is_lost_worker(exc: BaseException) -> bool:
     return isinstance(exc, KilledWorker | CommClosedError)
 
 
+def _scheduler_workers(client: Any, timeout_s: float) -> dict[str, Any]:
+    """The scheduler's workers (``Client.scheduler_info``), or TimeoutError after ``timeout_s``.
+
+    ``scheduler_info`` itself has no timeout; it runs in a daemon thread so that a scheduler
+    that stopped answering cannot hold the run (or the interpreter's exit).
+    """
+    result: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            result["info"] = client.scheduler_info(n_workers=-1)
+        except Exception as err:  # handed to the caller below
+            result["error"] = err
+
+    thread = threading.Thread(target=ask, name="s2scale-watchdog", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer within {timeout_s:g} s")
+    if "error" in result:
+        err = result["error"]
+        raise err if isinstance(err, OSError | TimeoutError) else OSError(str(err))
+    return dict(result["info"].get("workers", {}))
+
+
 class _Watchdog:
     """Raises ClusterError when no worker or no scheduler was seen for ``timeout_s``."""
 
@@ -137,11 +163,7 @@ class _Watchdog:
             problem = f"the Dask scheduler is unreachable (client {self.client.status})"
         else:
             try:
-                # scheduler_info() has no timeout; this is its refresh, bounded to 10 s
-                self.client.sync(
-                    self.client._update_scheduler_info, n_workers=-1, callback_timeout=10
-                )
-                n = len(self.client._scheduler_identity.get("workers", {}))
+                n = len(_scheduler_workers(self.client, timeout_s=10.0))
             except (OSError, TimeoutError) as err:
                 problem, n = f"the Dask scheduler does not answer ({err})", 0
             if problem is None and n == 0:

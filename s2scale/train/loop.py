@@ -144,42 +144,17 @@ def train(
     rank, world = _distributed()
     device = _device(config.device)
     out_dir = Path(config.output_dir)
-    if isinstance(train_data, PairDataset):
-        train_data = PairDataset(
-            hr=train_data.hr,
-            lr=train_data.lr,
-            scale=train_data.scale,
-            normalization=train_data.normalization,
-            augment=config.augment,
-            degradation=config.degradation or train_data.degradation,
-            seed=config.seed,
-        )
-    else:
-        train_data = IgnoreEpoch(train_data)
-    hr_px = int(train_data[0][1].shape[-1])
-    run = Run(config, device, world, hr_px)
-    state, payload = TrainState(), None
-    if resume is not None:
-        payload = load_state(resume)
-        if payload["config"].get("arch") != config.arch:
-            raise CheckpointError(
-                f"{resume} was trained with arch={payload['config'].get('arch')!r}, "
-                f"not {config.arch!r}"
-            )
-        comps = payload["components"]
-        if "discriminator" in comps:
-            run.enter_phase2(from_ema=False)
-        for name, obj in run.components().items():
-            if obj is not None and name in comps:
-                obj.load_state_dict(comps[name])
-        state = TrainState(
-            payload["step"], payload["epoch"], payload["batch_in_epoch"], dict(payload["best"])
-        )
-        restore_rng(payload["rng"])
-        log.info("resumed from %s at step %d", resume, state.step)
-    logger = MetricLogger(out_dir, enabled=rank == 0, resume_step=state.step if payload else None)
+    train_data = _configured(train_data, config)
+    run = Run(config, device, world, int(train_data[0][1].shape[-1]))
+    state, resumed = _resume(run, config, resume)
+    logger = MetricLogger(out_dir, enabled=rank == 0, resume_step=state.step if resumed else None)
     sampler = ResumableSampler(train_data, num_replicas=world, rank=rank, seed=config.seed)
     sampler.set_state(state.epoch, state.batch_in_epoch * config.batch_size)
+    if sampler.num_samples < config.batch_size:
+        raise ConfigError(
+            f"batch_size={config.batch_size} exceeds the {sampler.num_samples} training pairs "
+            f"per process ({len(train_data)} pairs, {world} processes); lower batch_size"
+        )
     loader_kw = {
         "batch_size": config.batch_size,
         "num_workers": config.num_workers,
@@ -188,11 +163,6 @@ def train(
     loader = DataLoader(
         train_data, sampler=sampler, drop_last=True, generator=torch.Generator(), **loader_kw
     )
-    if sampler.num_samples < config.batch_size:
-        raise ConfigError(
-            f"batch_size={config.batch_size} exceeds the {sampler.num_samples} training pairs "
-            f"per process ({len(train_data)} pairs, {world} processes); lower batch_size"
-        )
     val_loader = (
         DataLoader(val_data, shuffle=False, generator=torch.Generator(), **loader_kw)
         if val_data is not None
@@ -246,6 +216,44 @@ def train(
         gen_path = _save_generator(run, config, state, backbone, out_dir) if rank == 0 else None
     logger.close()
     return TrainResult(gen_path, state.step, dict(state.best), list(logger.rows), backbone, out_dir)
+
+
+def _configured(train_data: Dataset, config: TrainConfig) -> Dataset:
+    """A PairDataset with the config's augmentation, degradation and seed; others wrapped."""
+    if not isinstance(train_data, PairDataset):
+        return IgnoreEpoch(train_data)
+    return PairDataset(
+        hr=train_data.hr,
+        lr=train_data.lr,
+        scale=train_data.scale,
+        normalization=train_data.normalization,
+        augment=config.augment,
+        degradation=config.degradation or train_data.degradation,
+        seed=config.seed,
+    )
+
+
+def _resume(run: Run, config: TrainConfig, resume: str | Path | None) -> tuple[TrainState, bool]:
+    """Load a training checkpoint into ``run`` (components, RNG); return its state."""
+    if resume is None:
+        return TrainState(), False
+    payload = load_state(resume)
+    if payload["config"].get("arch") != config.arch:
+        raise CheckpointError(
+            f"{resume} was trained with arch={payload['config'].get('arch')!r}, not {config.arch!r}"
+        )
+    comps = payload["components"]
+    if "discriminator" in comps:
+        run.enter_phase2(from_ema=False)
+    for name, obj in run.components().items():
+        if obj is not None and name in comps:
+            obj.load_state_dict(comps[name])
+    state = TrainState(
+        payload["step"], payload["epoch"], payload["batch_in_epoch"], dict(payload["best"])
+    )
+    restore_rng(payload["rng"])
+    log.info("resumed from %s at step %d", resume, state.step)
+    return state, True
 
 
 def _save_generator(
