@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from s2scale.errors import ConfigError
 from s2scale.pairs import read_patch_store
 from s2scale.train import TrainConfig
-from s2scale.train.losses import PerceptualLoss
-from s2scale.errors import ConfigError
 from s2scale.train.evaluation import evaluate_generator
+from s2scale.train.losses import PerceptualLoss
 from s2scale.train.recipes import CONFIG_DIR, _datasets, resolve_config
 from s2scale.train.sources import HELD_OUT_SEED, build_training_data, ortho_to_reflectance
 
