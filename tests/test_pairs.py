@@ -231,3 +231,18 @@ def test_real_orthophoto_study_pipeline():
         block_px=12,
     )
     assert len(ps) > 0
+
+
+def test_match_histograms_keeps_mean_and_std_of_small_sparse_references():
+    """A small, skewed reference with few distinct values (quantised DN, as in urban windows)."""
+    rng = np.random.default_rng(4)
+    ref = (np.round(rng.lognormal(6.0, 0.6, (1, 30, 40)) / 16) * 16).astype(np.uint16) + 1
+    hr = rng.gamma(2.0, 30.0, (1, 60, 80)).astype(np.float32)
+    out = match_histograms_block(hr, ref)
+    assert out.mean() == pytest.approx(ref.mean(), rel=0.01)
+    assert out.std() == pytest.approx(ref.std(), rel=0.02)
+    # the order of the pixels is kept and ties get one value
+    order = np.argsort(hr.ravel())
+    assert np.all(np.diff(out.ravel()[order]) >= 0)
+    with pytest.raises(ConfigError):
+        match_histograms_block(hr, ref, method="cdf")

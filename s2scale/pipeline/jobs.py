@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from s2scale.config import RunConfig
+from s2scale.errors import ConfigError
 from s2scale.pipeline.common import timed
+
+if TYPE_CHECKING:
+    from s2scale.pairs import PairsConfig
 
 __all__ = ["run_pairs", "run_sample", "run_train"]
 
@@ -39,15 +45,39 @@ def run_sample(
 
 
 def run_pairs(
-    out: str | Path, *, seeds: list[int], include_real_ortho: bool = True
+    out: str | Path,
+    *,
+    seeds: Sequence[int] | None = None,
+    include_real_ortho: bool = True,
+    config: PairsConfig | None = None,
+    run: RunConfig | None = None,
+    client: Any | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Build the training patch store (see :func:`s2scale.train.recipes.build_training_data`)."""
-    from s2scale.train.recipes import build_training_data
+    """Build a training patch store: from orthophotos and Sentinel-2, or from the simulator.
 
+    With ``config.orthophotos``, the pairs of the reference study are made on a Dask cluster
+    from those orthophotos and the Sentinel-2 catalog of ``run.catalog`` (see
+    :func:`s2scale.pipeline.pairs_run.run_stac_pairs`; ``client``, ``progress``, ``overwrite``
+    and ``dry_run`` apply to it). Otherwise the simulator's training data is written for
+    ``seeds`` (see :func:`s2scale.train.recipes.build_training_data`).
+    """
+    if config is not None and config.orthophotos:
+        if seeds:
+            raise ConfigError("give orthophotos or simulator seeds, not both")
+        from s2scale.pipeline.pairs_run import run_stac_pairs
+
+        return run_stac_pairs(config, run or RunConfig(), out, client=client, progress=progress,
+                              overwrite=overwrite, dry_run=dry_run)  # fmt: skip
+    from s2scale.train.recipes import DEFAULT_SEEDS, build_training_data
+
+    chosen = tuple(seeds) if seeds else DEFAULT_SEEDS
     timings: dict[str, float] = {}
     with timed("pairs", timings):
-        build_training_data(Path(out), seeds=tuple(seeds), include_real_ortho=include_real_ortho)
-    return {"store": str(out), "seeds": seeds, "timings_s": timings}
+        build_training_data(Path(out), seeds=chosen, include_real_ortho=include_real_ortho)
+    return {"store": str(out), "seeds": list(chosen), "timings_s": timings}
 
 
 def run_train(

@@ -48,7 +48,9 @@ from s2scale.sim.scenes import (
 
 __all__ = [
     "NATIONAL_BASE_HREF",
+    "ORTHO_DATE_TAG",
     "SAMPLE_AOI",
+    "SAMPLE_ORTHO_DATE",
     "SAMPLE_SCENES",
     "SampleInfo",
     "make_collection",
@@ -77,6 +79,11 @@ SAMPLE_SCENES: tuple[SceneSpec, ...] = (
     SceneSpec(datetime(2021, 7, 14, 10, 15, 59), "sentinel-2b", "03.01", 0.15),
 )
 """Cirrus day, nearly clear day, very cloudy day, no-data wedge, cloudy day, 2021 (no offset)."""
+
+SAMPLE_ORTHO_DATE = date(2024, 7, 10)
+"""Acquisition date of the sample's orthophoto (flown two days after the nearly clear scene)."""
+ORTHO_DATE_TAG = "ACQUISITION_DATE"
+"""GDAL metadata item with the orthophoto's acquisition date (read by :mod:`s2scale.pairs`)."""
 
 _EXTENSIONS = [
     f"https://stac-extensions.github.io/{e}/schema.json"
@@ -382,6 +389,7 @@ def write_sample(
     margin_m: float = 1000.0,
     scenes: Sequence[SceneSpec] = SAMPLE_SCENES,
     ortho_size_m: tuple[float, float] = (1600.0, 1200.0),
+    ortho_date: date = SAMPLE_ORTHO_DATE,
 ) -> SampleInfo:
     """Write the sample: COGs, STAC catalog and collection, orthophoto, 5 m truth and a manifest.
 
@@ -391,8 +399,9 @@ def write_sample(
         Output folder (created). Layout: ``catalog.json`` (ItemCollection, asset hrefs relative to
         it, e.g. ``cogs/S2B_33TTN_20240708_0_L2A/B02.tif``), ``collection.json``,
         ``cogs/<item id>/{B02,B03,B04,B08,SCL}.tif``, ``orthophoto/ortho_31287.tif`` (R, G, B,
-        NIR uint8, 1 m, EPSG:31287), ``truth/truth_5m_epsg326NN.tif`` (B02, B03, B04, B08 uint16
-        harmonised DN = reflectance * 10000, 5 m, nested in the 10 m pixels) and ``sample.json``.
+        NIR uint8, 1 m, EPSG:31287, acquisition date in its metadata),
+        ``truth/truth_5m_epsg326NN.tif`` (B02, B03, B04, B08 uint16 harmonised DN = reflectance *
+        10000, 5 m, nested in the 10 m pixels) and ``sample.json``.
     seed
         Seed of the landscape, clouds and noise; the same seed gives byte-identical files.
     national
@@ -401,6 +410,8 @@ def write_sample(
         The area (lon/lat), the margin around it (m), the acquisitions and the orthophoto size
         ``(width, height)`` in metres; the defaults make the built-in sample, smaller values
         make quick test fixtures.
+    ortho_date
+        Acquisition date written into the orthophoto's metadata (:data:`ORTHO_DATE_TAG`).
 
     Returns
     -------
@@ -420,7 +431,7 @@ def write_sample(
         landscape = Landscape(seed=seed)
         tiles = [t.name for t in tiles_for_aoi(aoi)]
         items, cogs, truth = _write_scenes(root, landscape, aoi, margin_m, scenes, seed)
-        ortho = _write_orthophoto(root, landscape, bbox, ortho_size_m, seed)
+        ortho = _write_orthophoto(root, landscape, bbox, ortho_size_m, seed, ortho_date)
     items.sort(key=lambda it: (it["properties"]["datetime"], it["id"]))
     _write_json(root / "catalog.json", {"type": "FeatureCollection", "features": items})
     _write_json(root / "collection.json", make_collection(items))
@@ -440,6 +451,7 @@ def write_sample(
         "psf_sigma_m": {"s2_10m": S2_PSF_SIGMA_M, "truth_5m": TRUTH_PSF_SIGMA_M},
         "truth": [p.relative_to(root).as_posix() for p in truth],
         "orthophoto": None if ortho is None else ortho.relative_to(root).as_posix(),
+        "orthophoto_date": None if ortho is None else ortho_date.isoformat(),
     }
     _write_json(root / "sample.json", manifest)
     return SampleInfo(
@@ -509,19 +521,38 @@ def _write_scenes(
 
 
 def _write_orthophoto(
-    root: Path, landscape: Landscape, bbox: Bounds, size_m: tuple[float, float], seed: int
+    root: Path,
+    landscape: Landscape,
+    bbox: Bounds,
+    size_m: tuple[float, float],
+    seed: int,
+    acquired: date = SAMPLE_ORTHO_DATE,
 ) -> Path:
-    """Render and write the 1 m EPSG:31287 orthophoto (R, G, B, NIR) centred on the AOI."""
+    """Render and write the 1 m EPSG:31287 orthophoto (R, G, B, NIR) centred on the AOI.
+
+    A COG like :func:`~s2scale.sim.scenes.write_cog` writes, whose GDAL metadata carries the
+    acquisition date (:data:`ORTHO_DATE_TAG` and ``TIFFTAG_DATETIME``).
+    """
+    import rasterio
+
     cx, cy = _transformer(4326, 31287).transform((bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2)
     x0, y0 = round(cx - size_m[0] / 2), round(cy - size_m[1] / 2)
     grid = TargetGrid("EPSG:31287", 1.0, (x0, y0, x0 + round(size_m[0]), y0 + round(size_m[1])))
     img = render_orthophoto(landscape, grid, seed=seed)
     path = root / "orthophoto" / "ortho_31287.tif"
-    return write_cog(
-        path,
-        img,
-        crs=grid.crs,
-        transform=grid.transform,
-        nodata=None,
-        descriptions=("red", "green", "blue", "nir"),
-    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = dict(
+        driver="COG", width=img.shape[2], height=img.shape[1], count=img.shape[0],
+        dtype=img.dtype, crs=grid.crs, transform=grid.transform, nodata=None,
+        compress="DEFLATE", predictor=2, blocksize=256, overview_resampling="average",
+        overviews="AUTO", bigtiff="NO",
+    )  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(img)
+        for i, name in enumerate(("red", "green", "blue", "nir"), start=1):
+            dst.set_band_description(i, name)
+        dst.update_tags(
+            **{ORTHO_DATE_TAG: acquired.isoformat()},
+            TIFFTAG_DATETIME=f"{acquired:%Y:%m:%d} 00:00:00",
+        )
+    return path
