@@ -31,7 +31,8 @@ def tiny_cube(n_px: int = 16) -> xr.DataArray:
 
 def tiny_upscale(cube: xr.DataArray) -> xr.DataArray:
     return upscale(
-        cube, "srvgg", random_weights=True, model_kwargs=TINY, halo_px=2, chunk_px=8, device="cpu"
+        cube, "srvgg", random_weights=True, model_kwargs=TINY, halo_px=2, chunk_px=8, device="cpu",
+        consistency=False, fill_nodata=False,
     )
 
 

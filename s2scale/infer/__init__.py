@@ -1,12 +1,17 @@
 """Seamless chunked super-resolution of cubes on Dask.
 
 - :mod:`~s2scale.infer.tiling`: halos per generator and feathered sub-tile blending (numpy only).
+- :mod:`~s2scale.infer.nodata`: filling no-data holes before the network (numpy only).
+- :mod:`~s2scale.infer.consistency`: the projection that makes outputs reproduce their 10 m input
+  under the nominal Sentinel-2 PSF (numpy only).
 - :mod:`~s2scale.infer.predictor`: the per-worker model cache and the batched torch predictor.
 - :mod:`~s2scale.infer.upscale`: the block kernel, the Dask graph and :func:`upscale`.
 """
 
 from __future__ import annotations
 
+from s2scale.infer.consistency import consistency_radius_px, project_block
+from s2scale.infer.nodata import fill_nodata
 from s2scale.infer.predictor import (
     Predictor,
     TorchPredictor,
@@ -43,13 +48,16 @@ __all__ = [
     "TorchPredictor",
     "blend_weights",
     "clear_model_cache",
+    "consistency_radius_px",
     "default_halo_px",
     "feather_1d",
+    "fill_nodata",
     "forward_count",
     "get_model",
     "input_multiple",
     "model_cache_info",
     "prepare_model",
+    "project_block",
     "resolve_device",
     "tile_process",
     "tile_starts",

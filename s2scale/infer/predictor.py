@@ -8,7 +8,10 @@ cheap to pickle into a graph. It fetches the generator from a per-process cache
 worker process loads a checkpoint once however many tasks it runs, cuts each block into sub-tiles
 with :func:`s2scale.infer.tiling.tile_process`, runs them in batches under
 :func:`torch.inference_mode` (autocast to bfloat16/float16 and ``channels_last`` on CUDA) and
-blends them.
+blends them. Optionally it fills no-data holes first (``fill_radius_px``, ``context_px``) and
+projects the blended output onto the images consistent with the input
+(``consistency_mtf``, :mod:`s2scale.infer.consistency`); both are off in a bare predictor and
+on in the ones :func:`s2scale.infer.prepare_model` builds.
 
 Devices: ``"cuda"`` means the worker's current CUDA device (dask-cuda pins one GPU per worker
 through ``CUDA_VISIBLE_DEVICES``, so it is ``cuda:0`` inside the worker); ``"auto"`` picks
@@ -29,7 +32,8 @@ import torch
 from torch import nn
 
 from s2scale.errors import ConfigError
-from s2scale.infer.tiling import input_multiple, tile_process
+from s2scale.infer.consistency import CONSISTENCY_TAPS, project_block
+from s2scale.infer.tiling import Project, input_multiple, tile_process
 from s2scale.models import Normalization, build_generator, load_generator
 
 __all__ = [
@@ -223,6 +227,14 @@ class TorchPredictor:
     """Sub-tiles per forward pass."""
     compile: bool = False
     """Use :func:`torch.compile` (first call per shape is slow)."""
+    fill_radius_px: int | None = None
+    """Fill no-data holes before the network with this many rounds (None: holes enter as 0)."""
+    context_px: int = 0
+    """Outer ring of each block, LR px, that only feeds the fill (its output is 0, trimmed)."""
+    consistency_mtf: tuple[float, ...] = ()
+    """Nominal MTF at Nyquist per band for the consistency projection; empty: no projection."""
+    consistency_taps: int = CONSISTENCY_TAPS
+    """Half-length of the projection's inverse filter, LR px."""
 
     def model(self) -> nn.Module:
         """The cached generator for this process."""
@@ -263,6 +275,17 @@ class TorchPredictor:
             _count_forward()
             return norm.denormalize(y.float()).cpu().numpy()
 
+        project: Project | None = None
+        if self.consistency_mtf:
+            if len(self.consistency_mtf) != block.shape[0]:
+                raise ConfigError(
+                    f"consistency_mtf has {len(self.consistency_mtf)} values for a block of "
+                    f"{block.shape[0]} bands; give one nominal MTF per band"
+                )
+            project = functools.partial(
+                project_block, scale=scale, mtfs=self.consistency_mtf, taps=self.consistency_taps
+            )
+
         return tile_process(
             block,
             predict,
@@ -272,4 +295,7 @@ class TorchPredictor:
             halo_px=self.halo_px,
             batch_size=self.batch_size,
             align=input_multiple(arch, scale),
+            fill_radius_px=self.fill_radius_px,
+            context_px=self.context_px,
+            project=project,
         )

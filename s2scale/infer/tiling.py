@@ -42,10 +42,16 @@ are not feathered (the block's own halo is trimmed by the caller). Outputs are a
 ``sum(weight * output)`` and ``sum(weight)`` and divided, so the effective weights sum to 1 at
 every pixel whatever the order of the tiles.
 
-No data (0 in any band of the LR input) gets weight 0 and output 0 at its HR children. Every
-sub-tile of a block sees the same input, so a valid pixel near no data is equally affected in all
-tiles that hold it; the ramps make sure each output comes from a tile whose receptive field is not
-cut by a tile edge (where such a tile exists, which ``overlap_px >= 2 * halo_px`` guarantees).
+No data (0 in any band of the LR input) is masked again after the network: its HR children are 0.
+With ``fill_radius_px`` (the default of :func:`s2scale.infer.upscale`) holes are first filled from
+the valid pixels around them (:mod:`s2scale.infer.nodata`), so valid pixels next to a hole see
+plausible reflectance instead of zeros. Without it, holes enter the network as 0 and get weight 0
+in the blend; every sub-tile of a block sees the same input, so a valid pixel near no data is
+equally affected in all tiles that hold it, and the ramps make sure each output comes from a tile
+whose receptive field is not cut by a tile edge (where such a tile exists, which
+``overlap_px >= 2 * halo_px`` guarantees). An optional ``project`` step (the radiometric
+consistency projection of :mod:`s2scale.infer.consistency`) corrects the blended output before
+rounding.
 Valid output is rounded and clipped to ``[1, 65535]`` so it never reads as no data.
 """
 
@@ -56,10 +62,12 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from s2scale.errors import ConfigError
+from s2scale.infer.nodata import fill_nodata
 
 __all__ = [
     "HALO_PX",
     "BatchPredict",
+    "Project",
     "blend_weights",
     "check_tiling",
     "default_halo_px",
@@ -82,6 +90,8 @@ HALO_PX: dict[str, int] = {
 Window = tuple[slice, slice]
 BatchPredict = Callable[[np.ndarray], np.ndarray]
 """``(N, C, h, w) uint16 -> (N, C, h*scale, w*scale)`` float32 DN (or uint16)."""
+Project = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``(sr (C, h*scale, w*scale), lr (C, h, w)) -> sr``, float32: a post-network correction."""
 
 
 def default_halo_px(arch: str) -> int:
@@ -246,6 +256,51 @@ def _hr(window: Window, scale: int) -> Window:
     return slice(y.start * scale, y.stop * scale), slice(x.start * scale, x.stop * scale)
 
 
+def _blend_tiles(
+    block: np.ndarray,
+    predict: BatchPredict,
+    *,
+    scale: int,
+    tile_px: int,
+    overlap_px: int,
+    halo_px: int,
+    batch_size: int,
+    align: int,
+    mask: np.ndarray | None,
+) -> np.ndarray:
+    """Feathered, batched sub-tile prediction of a block: ``(C, H*scale, W*scale)`` float32.
+
+    ``mask`` (``(H, W)`` bool or None) zeroes the weights of masked-out HR children; pixels whose
+    weights are all zero get 0.
+    """
+    c, height, width = block.shape
+    pad = (-height % align, -width % align)
+    if any(pad):
+        padded = np.pad(block, ((0, 0), (0, pad[0]), (0, pad[1])))
+        if mask is not None:
+            mask = np.pad(mask, ((0, pad[0]), (0, pad[1])))
+        full = _blend_tiles(
+            padded, predict, scale=scale, tile_px=tile_px, overlap_px=overlap_px,
+            halo_px=halo_px, batch_size=batch_size, align=align, mask=mask,
+        )  # fmt: skip
+        return full[:, : height * scale, : width * scale]
+    acc = np.zeros((c, height * scale, width * scale), np.float32)
+    wsum = np.zeros((height * scale, width * scale), np.float32)
+    mask_hr = None if mask is None else mask.repeat(scale, axis=0).repeat(scale, axis=1)
+    tiles = list(
+        blend_weights((height, width), tile_px, overlap_px, halo_px, scale=scale, align=align)
+    )
+    for i in range(0, len(tiles), batch_size):
+        batch = tiles[i : i + batch_size]
+        out = predict(np.stack([block[:, win[0], win[1]] for win, _ in batch]))
+        for (win, weight), tile_out in zip(batch, out, strict=True):
+            hy, hx = _hr(win, scale)
+            w = weight if mask_hr is None else weight * mask_hr[hy, hx]
+            acc[:, hy, hx] += w * tile_out.astype(np.float32, copy=False)
+            wsum[hy, hx] += w
+    return np.divide(acc, wsum, out=np.zeros_like(acc), where=wsum > 0)
+
+
 def tile_process(
     block: np.ndarray,
     predict: BatchPredict,
@@ -256,6 +311,9 @@ def tile_process(
     halo_px: int,
     batch_size: int = 1,
     align: int = 1,
+    fill_radius_px: int | None = None,
+    context_px: int = 0,
+    project: Project | None = None,
 ) -> np.ndarray:
     """Upscale a ``(band, y, x)`` uint16 block through feathered, batched sub-tiles.
 
@@ -276,16 +334,29 @@ def tile_process(
     align
         Input multiple of the model (:func:`input_multiple`): the block is zero-padded at its
         far end to a multiple of it, and sub-tiles start on multiples of it.
+    fill_radius_px
+        Fill no-data holes with :func:`s2scale.infer.nodata.fill_nodata` (this many rounds)
+        before the network; ``None`` feeds them as 0 and gives their HR children weight 0.
+    context_px
+        Outer ring of the block, LR px, that only feeds the fill: the network and ``project``
+        run on the block without it, and its output is 0 (the caller trims it). A multiple of
+        ``align``.
+    project
+        ``(sr float32 (C, h*scale, w*scale), lr float32 (C, h, w)) -> sr``, applied to the
+        blended output before rounding (e.g. the consistency projection of
+        :mod:`s2scale.infer.consistency`); ``lr`` is the filled input.
 
     Returns
     -------
     numpy.ndarray
-        ``(C, H*scale, W*scale)`` uint16; 0 under LR no data, else in ``[1, 65535]``.
+        ``(C, H*scale, W*scale)`` uint16; 0 under LR no data (and in the ``context_px`` ring),
+        else in ``[1, 65535]``.
 
     Raises
     ------
     ConfigError
-        If ``overlap_px < 2 * halo_px``, ``tile_px <= overlap_px`` or ``batch_size < 1``.
+        If ``overlap_px < 2 * halo_px``, ``tile_px <= overlap_px``, ``batch_size < 1`` or
+        ``context_px`` leaves no block.
 
     Examples
     --------
@@ -298,36 +369,32 @@ def tile_process(
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     c, height, width = block.shape
-    pad = (-height % align, -width % align)
-    if any(pad):
-        block = np.pad(block, ((0, 0), (0, pad[0]), (0, pad[1])))
-        full = tile_process(
-            block,
-            predict,
-            scale=scale,
-            tile_px=tile_px,
-            overlap_px=overlap_px,
-            halo_px=halo_px,
-            batch_size=batch_size,
-            align=align,
+    k = context_px
+    if k < 0 or 2 * k >= min(height, width):
+        raise ConfigError(
+            f"context_px={k} must be >= 0 and leave a block: got a {height}x{width} px block; "
+            "pass a block that includes the context on every side"
         )
-        return full[:, : height * scale, : width * scale]
-    acc = np.zeros((c, height * scale, width * scale), np.float32)
-    wsum = np.zeros((height * scale, width * scale), np.float32)
     valid = valid_mask(block)
     valid_hr = valid.repeat(scale, axis=0).repeat(scale, axis=1)
-    tiles = list(
-        blend_weights((height, width), tile_px, overlap_px, halo_px, scale=scale, align=align)
-    )
-    for i in range(0, len(tiles), batch_size):
-        batch = tiles[i : i + batch_size]
-        out = predict(np.stack([block[:, win[0], win[1]] for win, _ in batch]))
-        for (win, weight), tile_out in zip(batch, out, strict=True):
-            hy, hx = _hr(win, scale)
-            w = weight * valid_hr[hy, hx]
-            acc[:, hy, hx] += w * tile_out.astype(np.float32, copy=False)
-            wsum[hy, hx] += w
-    result = np.divide(acc, wsum, out=np.zeros_like(acc), where=wsum > 0)
-    result = np.clip(np.rint(result), 1, 65535).astype(np.uint16)
+    result = np.zeros((c, height * scale, width * scale), np.uint16)
+    if not valid.any():
+        return result
+    mask: np.ndarray | None = None
+    if fill_radius_px is not None:
+        block = fill_nodata(block, valid, fill_radius_px)
+    elif not valid.all():
+        mask = valid[k : height - k, k : width - k]
+    inner = block[:, k : height - k, k : width - k]
+    sr = _blend_tiles(
+        inner, predict, scale=scale, tile_px=tile_px, overlap_px=overlap_px, halo_px=halo_px,
+        batch_size=batch_size, align=align, mask=mask,
+    )  # fmt: skip
+    if project is not None:
+        sr = project(sr, inner.astype(np.float32))
+    ks = k * scale
+    result[:, ks : height * scale - ks, ks : width * scale - ks] = np.clip(
+        np.rint(sr), 1, 65535
+    ).astype(np.uint16)
     result[:, ~valid_hr] = 0
     return result

@@ -35,6 +35,7 @@ import xarray as xr
 from affine import Affine
 
 from s2scale.errors import CheckpointError, ConfigError, GridMismatchError
+from s2scale.infer.consistency import band_mtfs, consistency_radius_px
 from s2scale.infer.predictor import DTypeName, Predictor, TorchPredictor
 from s2scale.infer.tiling import check_tiling, default_halo_px, input_multiple
 from s2scale.models import GENERATORS, read_checkpoint
@@ -292,9 +293,16 @@ class ModelSetup:
     scale: int
     """Upscaling factor."""
     halo_px: int
-    """Context per block side in LR px."""
+    """Context per block side in LR px: the network's halo plus what the consistency projection
+    and the no-data fill need (see :func:`prepare_model`)."""
     align: int
     """The model's input multiple (window offsets and halo are multiples of it)."""
+    network_halo_px: int = 0
+    """The network's own context in LR px (part of ``halo_px``)."""
+    consistency: bool = False
+    """Whether outputs are projected to be consistent with the input (radiometry kept)."""
+    fill_nodata: bool = False
+    """Whether no-data holes are filled before the network."""
 
 
 def prepare_model(
@@ -311,11 +319,23 @@ def prepare_model(
     random_weights: bool = False,
     model_kwargs: Mapping[str, Any] | None = None,
     seed: int = 0,
+    consistency: bool = True,
+    fill_nodata: bool = True,
 ) -> ModelSetup:
     """Resolve a model spec and check the tiling options (see :func:`upscale` for each option).
 
     ``bands`` are the input's band names (or their number); they must match the checkpoint's.
     Reads the checkpoint's header on the calling process; no model is built here.
+
+    The context per block side (``ModelSetup.halo_px``) is ``h + c + f``: the network's halo
+    ``h``, the consistency projection's reach ``c``
+    (:func:`~s2scale.infer.consistency.consistency_radius_px`, 14 px for the nominal PSF; 0 when
+    off) and the no-data fill's reach ``f = h + c`` (0 when off). A core output pixel depends on
+    the network output within ``c`` of it, that on the filled input within ``h + c``, and a
+    filled value within distance ``d`` of valid data on the input within ``d <= h + c``: so every
+    chunking sees the same values and chunked results equal whole-array ones. The fill ring
+    ``f`` is numpy only; the network runs on the block without it. All three are rounded up to
+    the model's input multiple.
 
     Raises
     ------
@@ -343,6 +363,11 @@ def prepare_model(
     if isinstance(halo, bool) or not isinstance(halo, int) or halo < 0:
         raise ConfigError(f"halo_px must be an int >= 0, got {halo_px!r}")
     align = input_multiple(arch, scale)
+    mtfs = band_mtfs(model_bands) if consistency else ()
+    reach = consistency_radius_px(scale, mtfs) if consistency else 0
+    reach += -reach % align
+    fill = halo + reach if fill_nodata else 0
+    fill += -fill % align
     overlap = 2 * halo + 8 if overlap_px is None else overlap_px
     overlap += -overlap % align
     check_tiling(tile_px, overlap, halo, align)
@@ -362,10 +387,14 @@ def prepare_model(
         halo_px=halo,
         batch_size=batch_size,
         compile=compile,
+        fill_radius_px=fill if fill_nodata else None,
+        context_px=fill,
+        consistency_mtf=mtfs,
     )
     return ModelSetup(
         predictor=predict, arch=arch, checkpoint=checkpoint, bands=tuple(model_bands),
-        scale=scale, halo_px=halo, align=align,
+        scale=scale, halo_px=halo + reach + fill, align=align, network_halo_px=halo,
+        consistency=consistency, fill_nodata=fill_nodata,
     )  # fmt: skip
 
 
@@ -384,6 +413,8 @@ def upscale(
     random_weights: bool = False,
     model_kwargs: Mapping[str, Any] | None = None,
     seed: int = 0,
+    consistency: bool = True,
+    fill_nodata: bool = True,
 ) -> xr.DataArray:
     """Super-resolve a cube or composite lazily (10 m -> 5 m for ``scale=2``).
 
@@ -396,8 +427,10 @@ def upscale(
         A registry name (``"srresnet"``, ...: its shipped checkpoint ``s2scale/weights/<name>.pt``,
         or a random-init net with ``random_weights=True``) or a checkpoint path.
     halo_px
-        Context per chunk side in 10 m px; default :data:`~s2scale.infer.tiling.HALO_PX` of the
-        arch.
+        The network's context per chunk side in 10 m px; default
+        :data:`~s2scale.infer.tiling.HALO_PX` of the arch. The consistency projection and the
+        no-data fill add their own (see :func:`prepare_model`; the total is the result's
+        ``halo_px`` attribute).
     chunk_px
         Spatial chunk edge in 10 m px (numpy input: default 1024; Dask input: rechunk if given).
     tile_px, overlap_px, batch_size
@@ -409,6 +442,16 @@ def upscale(
         Use an untrained ``model`` net (tests, benchmarks); recorded in the result's attrs.
     model_kwargs, seed
         Constructor kwargs and seed of the random-weight net.
+    consistency
+        Project each output so that, degraded with the nominal Sentinel-2 PSF and a ``scale x
+        scale`` mean (:func:`s2scale.degradation.degrade_nominal`), it reproduces the input:
+        band means and 10 m neighbourhoods keep the input's reflectance
+        (:mod:`s2scale.infer.consistency`). On real Sentinel-2 (Wald protocol) it raised the
+        shipped models' PSNR by 1.4-6.5 dB and cut their mean bias from 2-19 % to below 0.1 %.
+    fill_nodata
+        Fill no-data holes from the valid pixels around them before the network
+        (:mod:`s2scale.infer.nodata`), so valid pixels next to clouds are not darkened; holes
+        are no data (0) in the output either way.
 
     Returns
     -------
@@ -416,7 +459,8 @@ def upscale(
         Lazy, same dims, uint16 (0 = no data), ``scale`` times the pixels; 5 m pixel centres
         (each 10 m centre splits into centres at -/+ 2.5 m), same CRS, transform with the pixel
         size divided by ``scale`` and the same origin. Attrs ``model``, ``checkpoint``,
-        ``halo_px``, ``scale`` and ``random_weights`` (0/1).
+        ``halo_px`` (total context per chunk side), ``network_halo_px``, ``scale``,
+        ``random_weights``, ``consistency`` and ``fill_nodata`` (0/1).
 
     Raises
     ------
@@ -446,9 +490,11 @@ def upscale(
     ...     coords={"band": ["red", "nir"], **yx},
     ... ).rio.write_crs("EPSG:32633")
     >>> tiny = {"num_feat": 4, "num_conv": 1}
-    >>> sr = upscale(cube, "srvgg", random_weights=True, model_kwargs=tiny, halo_px=2, device="cpu")
-    >>> sr.shape, sr.x.values[:2].tolist(), sr.attrs["random_weights"]
-    ((2, 16, 16), [2.5, 7.5], 1)
+    >>> bare = {"consistency": False, "fill_nodata": False}  # 8 px: too small for their context
+    >>> sr = upscale(cube, "srvgg", random_weights=True, model_kwargs=tiny, halo_px=2,
+    ...              device="cpu", **bare)
+    >>> sr.shape, sr.x.values[:2].tolist(), sr.attrs["random_weights"], sr.attrs["halo_px"]
+    ((2, 16, 16), [2.5, 7.5], 1, 2)
     """
     _check_cube(cube)
     names = tuple(str(b) for b in cube["band"].values) if "band" in cube.coords else None
@@ -456,9 +502,10 @@ def upscale(
         model, bands=names or cube.sizes["band"], halo_px=halo_px, tile_px=tile_px,
         overlap_px=overlap_px, batch_size=batch_size, device=device, dtype=dtype,
         compile=compile, random_weights=random_weights, model_kwargs=model_kwargs, seed=seed,
+        consistency=consistency, fill_nodata=fill_nodata,
     )  # fmt: skip
     predict, halo, align, scale = setup.predictor, setup.halo_px, setup.align, setup.scale
-    arch, checkpoint = setup.arch, setup.checkpoint
+    arch = setup.arch
     data = cube.data
     if not isinstance(data, da.Array):
         data = da.from_array(np.asarray(data), chunks=(1,) * (cube.ndim - 3) + (-1, 1024, 1024))
@@ -466,13 +513,12 @@ def upscale(
     out = upscale_dask(data, predict, margin_px=halo, scale=scale, chunk_px=chunk_px, align=align)
     if random_weights:
         log.warning("upscale: %s with RANDOM weights (not a trained model)", arch)
-    return _wrap(cube, out, scale, arch=arch, checkpoint=checkpoint, halo=halo)
+    return _wrap(cube, out, setup)
 
 
-def _wrap(
-    cube: xr.DataArray, out: da.Array, scale: int, *, arch: str, checkpoint: str | None, halo: int
-) -> xr.DataArray:
+def _wrap(cube: xr.DataArray, out: da.Array, setup: ModelSetup) -> xr.DataArray:
     """Wrap the upscaled array with 5 m coordinates, the cube's other coords, CRS and attrs."""
+    scale, checkpoint = setup.scale, setup.checkpoint
     crs = cube.rio.crs
     t = cube.rio.transform()
     coords: dict[str, Any] = {
@@ -484,11 +530,14 @@ def _wrap(
     coords["x"] = _hr_centres(cube["x"].values, t.a, scale)
     attrs = {
         **cube.attrs,
-        "model": arch,
+        "model": setup.arch,
         "checkpoint": checkpoint or "",
-        "halo_px": halo,
+        "halo_px": setup.halo_px,
+        "network_halo_px": setup.network_halo_px,
         "scale": scale,
         "random_weights": int(checkpoint is None),
+        "consistency": int(setup.consistency),
+        "fill_nodata": int(setup.fill_nodata),
     }
     result = xr.DataArray(out, dims=cube.dims, coords=coords, attrs=attrs)
     result.name = cube.name  # not the Dask key name, which xarray would pick up

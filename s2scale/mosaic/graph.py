@@ -248,7 +248,7 @@ def mosaic(
     chunk_px: int = 2048,
     feather_px: float = DEFAULT_FEATHER_PX,
     aoi: AOI | None = None,
-    resampling: ResamplingName = "bilinear",
+    resampling: ResamplingName = "cubic",
 ) -> xr.DataArray:
     """Blend per-zone (or per-tile) results into one lazy national mosaic.
 
@@ -268,7 +268,8 @@ def mosaic(
     aoi
         Only regions intersecting this AOI are computed; others are 0 (no data).
     resampling
-        ``"bilinear"`` (default), ``"cubic"`` or ``"nearest"``; unused where pixels nest.
+        ``"cubic"`` (default), ``"lanczos"``, ``"bilinear"`` or ``"nearest"``; unused where
+        pixels nest.
 
     Returns
     -------

@@ -219,6 +219,7 @@ def model_setup(cfg: RunConfig) -> ModelSetup:
         inf.model, bands=BANDS, halo_px=inf.halo_px, tile_px=inf.tile_px,
         batch_size=inf.batch_size, device=inf.device, dtype=inf.dtype,  # type: ignore[arg-type]
         compile=inf.compile, random_weights=inf.random_weights,
+        consistency=inf.consistency, fill_nodata=inf.fill_nodata,
     )  # fmt: skip
 
 
@@ -418,6 +419,7 @@ def fingerprint(plan: Plan, *, device_kind: str, dtype: str) -> dict[str, Any]:
         "model": inf.model, "model_sha256": plan.model["sha256"],
         "random_weights": inf.random_weights, "scale": plan.scale, "halo_px": plan.halo_px,
         "tile_px": inf.tile_px, "batch_size": inf.batch_size, "compile": inf.compile,
+        "consistency": inf.consistency, "fill_nodata": inf.fill_nodata,
         "device_kind": device_kind, "dtype": dtype,
         "feather_px": m.feather_px, "resampling": m.resampling,
     }  # fmt: skip

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from infer_helpers import field
+from infer_helpers import BANDS, field
 
 from s2scale.errors import CheckpointError, ConfigError
 from s2scale.infer.predictor import (
@@ -134,3 +134,28 @@ def test_cuda_autocast_channels_last(tiny_checkpoint, dtype):
         halo_px=12,
     )(block)
     assert np.abs(out.astype(np.int32) - f32).max() <= 0.05 * f32.max()
+
+
+def test_fill_context_and_projection(tiny_checkpoint):
+    from scipy.ndimage import gaussian_filter
+
+    from s2scale.degradation import degrade_nominal
+    from s2scale.infer.consistency import band_mtfs
+
+    rng = np.random.default_rng(6)  # a block with the spectrum of a real 10 m image
+    hr = gaussian_filter(rng.uniform(500, 4000, (4, 160, 160)), (0, 1.5, 1.5))
+    block = np.rint(degrade_nominal(hr, 2)).astype(np.uint16)
+    block[:, 30:36, 40:50] = 0
+    kw = dict(checkpoint=tiny_checkpoint, device="cpu", tile_px=64, overlap_px=20, halo_px=6)
+    p = TorchPredictor(**kw, fill_radius_px=12, context_px=12, consistency_mtf=band_mtfs(BANDS))
+    out = p(block)
+    assert (out[:, :24] == 0).all() and (out[:, -24:] == 0).all()  # the fill-only ring
+    assert (out[:, 60:72, 80:100] == 0).all()  # the hole
+    raw = TorchPredictor(**kw)(block)
+    core = np.s_[:, 26:54, 26:37]  # beyond the ring (12) + projection reach (14), off the hole
+    lr = np.where(block > 0, block, 1).astype(np.float64)
+    for img, ok in ((out, True), (raw, False)):
+        err = (np.abs(degrade_nominal(img.astype(np.float64), 2) - lr) / lr)[core]
+        assert bool(err.max() < 0.005) == ok, err.max()
+    with pytest.raises(ConfigError, match="one nominal MTF per band"):
+        TorchPredictor(**kw, consistency_mtf=(0.3,))(block)

@@ -83,9 +83,13 @@ def _whole(path: str, data: np.ndarray) -> np.ndarray:
 
 
 def test_tiny_generator_chunked_equals_whole_within_1dn(tiny_checkpoint):
+    """The network alone (no fill, no projection) against one forward pass of the whole image."""
     cube = make_cube(96, 88, seed=3)
     halo = 20  # the srresnet default
-    out = upscale(cube, tiny_checkpoint, chunk_px=40, tile_px=64, dtype="float32", device="cpu")
+    bare = dict(consistency=False, fill_nodata=False)
+    out = upscale(
+        cube, tiny_checkpoint, chunk_px=40, tile_px=64, dtype="float32", device="cpu", **bare
+    )
     assert out.attrs["halo_px"] == halo and out.data.chunks[1:] == ((80, 112), (80, 96))
     got = out.compute(scheduler="sync").values.astype(np.int32)
     whole = _whole(tiny_checkpoint, cube.values)
@@ -94,16 +98,16 @@ def test_tiny_generator_chunked_equals_whole_within_1dn(tiny_checkpoint):
     assert inner.max() <= 1
     assert (got[:, m:-m, m:-m] > 1).all()  # not clipped: the comparison has teeth
     # a second chunking agrees everywhere (same reflect context at the outer edge)
-    other = upscale(cube, tiny_checkpoint, chunk_px=48, tile_px=512, device="cpu")
+    other = upscale(cube, tiny_checkpoint, chunk_px=48, tile_px=512, device="cpu", **bare)
     diff = np.abs(other.compute(scheduler="sync").values.astype(np.int32) - got)
     assert diff.max() <= 1
 
 
 def test_nodata_in_nodata_out(tiny_checkpoint):
-    cube = make_cube(40, 40, seed=4)
+    cube = make_cube(96, 96, seed=4)
     cube[:, 10:15, 20:30] = 0
     cube[1, 30, 5] = 0
-    out = upscale(cube, tiny_checkpoint, chunk_px=16, halo_px=8, device="cpu")
+    out = upscale(cube, tiny_checkpoint, chunk_px=96, halo_px=8, device="cpu")
     out = out.compute(scheduler="sync")
     valid = nn_upsample(np.all(cube.values > 0, axis=0))
     assert (out.values[:, ~valid] == 0).all() and (out.values[:, valid] >= 1).all()
@@ -111,18 +115,20 @@ def test_nodata_in_nodata_out(tiny_checkpoint):
 
 
 def test_time_cube_random_weights_and_metadata():
-    cube = make_cube(40, 36, time=2)
+    cube = make_cube(64, 56, time=2)
     out = upscale(
         cube,
         "srvgg",
         random_weights=True,
         model_kwargs={"num_feat": 4, "num_conv": 1},
-        chunk_px=32,
+        chunk_px=64,
         device="cpu",
     )
-    assert out.dims == cube.dims and out.shape == (2, 4, 80, 72)
+    assert out.dims == cube.dims and out.shape == (2, 4, 128, 112)
     assert out.attrs["random_weights"] == 1 and out.attrs["model"] == "srvgg"
-    assert out.attrs["checkpoint"] == "" and out.attrs["halo_px"] == 12
+    assert out.attrs["checkpoint"] == "" and out.attrs["network_halo_px"] == 12
+    assert out.attrs["halo_px"] == 12 + 14 + 26  # + consistency + fill
+    assert out.attrs["consistency"] == 1 and out.attrs["fill_nodata"] == 1
     assert list(out.band.values) == BANDS
     np.testing.assert_array_equal(out.time.values, cube.time.values)
     assert out.compute(scheduler="sync").values.min() >= 0
@@ -130,7 +136,9 @@ def test_time_cube_random_weights_and_metadata():
 
 def test_coordinates_and_transform(tiny_checkpoint):
     cube = make_cube(20, 24)
-    out = upscale(cube, tiny_checkpoint, chunk_px=32, device="cpu")
+    out = upscale(
+        cube, tiny_checkpoint, chunk_px=32, device="cpu", consistency=False, fill_nodata=False
+    )
     x10, y10 = cube.x.values, cube.y.values
     np.testing.assert_allclose(out.x.values[0::2], x10 - 2.5)
     np.testing.assert_allclose(out.x.values[1::2], x10 + 2.5)
@@ -143,20 +151,21 @@ def test_coordinates_and_transform(tiny_checkpoint):
     assert out.name == cube.name
     assert out.attrs["checkpoint"].endswith("tiny_srresnet.pt")
     assert out.attrs["random_weights"] == 0
+    assert out.attrs["consistency"] == 0 and out.attrs["halo_px"] == 20
 
 
 def test_numpy_and_dask_inputs_agree(tiny_checkpoint):
-    cube = make_cube(30, 30)
-    a = upscale(cube, tiny_checkpoint, chunk_px=16, halo_px=8, device="cpu")
-    b = upscale(cube.chunk({"y": 16, "x": 16}), tiny_checkpoint, halo_px=8, device="cpu")
+    cube = make_cube(192, 192)
+    a = upscale(cube, tiny_checkpoint, chunk_px=96, halo_px=8, device="cpu")
+    b = upscale(cube.chunk({"y": 96, "x": 96}), tiny_checkpoint, halo_px=8, device="cpu")
     assert isinstance(a.data, da.Array) and a.data.chunks == b.data.chunks
     np.testing.assert_array_equal(a.compute(scheduler="sync"), b.compute(scheduler="sync"))
 
 
 # ------------------------------------------------------------------------------ graph checks
 def _lazy_cube():
-    cube = make_cube(96, 96)
-    return cube.copy(data=da.ones(cube.shape, dtype=np.uint16, chunks=(4, 48, 48)))
+    cube = make_cube(288, 288)
+    return cube.copy(data=da.ones(cube.shape, dtype=np.uint16, chunks=(4, 144, 144)))
 
 
 def test_building_the_graph_does_not_compute(tiny_checkpoint):
@@ -204,8 +213,11 @@ def test_errors_are_clear(tiny_checkpoint, tmp_path):
         upscale(cube.sel(band=["blue", "green", "red"]), tiny_checkpoint)
     with pytest.raises(ConfigError, match=r"bands.*nir.*red.*expects"):
         upscale(cube.sel(band=["blue", "green", "nir", "red"]), tiny_checkpoint)
-    with pytest.raises(GridMismatchError, match="margin_px=20 needs spatial chunks >= 40px"):
-        upscale(cube, tiny_checkpoint, chunk_px=20)
+    with pytest.raises(GridMismatchError, match="margin_px=68 needs spatial chunks >= 136px"):
+        upscale(cube, tiny_checkpoint, chunk_px=20)  # 20 network + 14 consistency + 34 fill
+    with pytest.raises(ConfigError, match=r"\['band0'.*consistency=False"):
+        upscale(cube.assign_coords(band=[f"band{i}" for i in range(4)]), "srvgg",
+                random_weights=True, device="cpu")  # fmt: skip
     shipped = str(weights_path("esrgan"))  # a registry name without shipped weights
     with pytest.raises(CheckpointError, match="s2scale train") as err:
         upscale(cube, "esrgan")
@@ -231,10 +243,11 @@ def test_errors_are_clear(tiny_checkpoint, tmp_path):
 
 
 def test_realesrgan_needs_even_chunks():
-    cube = make_cube(60, 60)
+    cube = make_cube(200, 200)
     kw = dict(random_weights=True, model_kwargs={"num_feat": 4, "num_block": 1, "num_grow_ch": 4})
     with pytest.raises(GridMismatchError, match="multiples of 2"):
-        upscale(cube, "realesrgan", chunk_px=35, halo_px=8, **kw)
-    out = upscale(cube, "realesrgan", chunk_px=24, halo_px=8, tile_px=40, device="cpu", **kw)
+        upscale(cube, "realesrgan", chunk_px=105, halo_px=8, **kw)
+    out = upscale(cube, "realesrgan", chunk_px=96, halo_px=8, tile_px=64, device="cpu", **kw)
+    assert out.attrs["halo_px"] == 8 + 14 + 22  # all multiples of the input multiple, 2
     with dask.config.set(scheduler="sync"):
-        assert out.shape == (4, 120, 120) and int(out.min()) >= 0
+        assert out.shape == (4, 400, 400) and int(out.min()) >= 0

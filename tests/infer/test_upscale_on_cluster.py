@@ -19,8 +19,8 @@ NO_FUSE = {
 
 
 def _compare_with_sync(checkpoint: str, *, processes: bool) -> None:
-    cube = make_cube(64, 56, time=2, seed=7)
-    out = upscale(cube, checkpoint, chunk_px=24, halo_px=12, device="auto", dtype="float32")
+    cube = make_cube(240, 224, time=2, seed=7)
+    out = upscale(cube, checkpoint, chunk_px=112, halo_px=12, device="auto", dtype="float32")
     expected = out.compute(scheduler="sync")
     with (
         dask.config.set(NO_FUSE),
@@ -35,7 +35,10 @@ def _compare_with_sync(checkpoint: str, *, processes: bool) -> None:
     ):
         got = out.compute()
         loads = client.run(_cache_misses)
-    np.testing.assert_array_equal(got.values, expected.values)
+    # the consistency projection sums in float32 in an order that depends on the process's
+    # thread count: at most 1 DN apart (the chunk-invariance bound), almost all pixels equal
+    diff = np.abs(got.values.astype(np.int32) - expected.values.astype(np.int32))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
     assert got.rio.crs == expected.rio.crs and got.attrs == expected.attrs
     if processes:  # each worker process loaded the checkpoint at most once
         assert all(v <= 1 for v in loads.values()) and sum(loads.values()) >= 1
@@ -58,7 +61,7 @@ def _cache_misses() -> int:
 
 def test_gpu_annotation_reaches_the_scheduler(tiny_checkpoint):
     """With fusion off, model tasks need a GPU slot: on a GPU-less worker they never start."""
-    out = upscale(make_cube(32, 32), tiny_checkpoint, chunk_px=32, device="cpu")
+    out = upscale(make_cube(160, 160), tiny_checkpoint, chunk_px=160, device="cpu")
     with (
         dask.config.set(NO_FUSE),
         distributed.LocalCluster(

@@ -1,0 +1,212 @@
+"""Radiometric consistency: project a super-resolved block so that it reproduces its 10 m input.
+
+A network's output ``sr`` is *consistent* with its input ``lr`` when degrading it with the nominal
+Sentinel-2 operator ``D`` (:func:`s2scale.degradation.degrade_nominal`: the nominal Gaussian PSF
+of each band, then a ``scale x scale`` mean) gives ``lr`` back. Shipped networks are not: their
+outputs are darker than their inputs by 1-20 % per band on real scenes. :func:`project_block`
+applies the orthogonal (least-squares) projection onto the consistent images,
+
+``sr' = sr + D^T (D D^T)^-1 (lr - D sr)``,
+
+the smallest change of ``sr`` (in the L2 sense) after which ``D sr' = lr``, the back-projection
+for this operator (cf. SEN2SR's low-frequency constraint). It changes only what ``D`` sees: the
+band means and the content of every 10 m neighbourhood; detail that ``D`` removes is kept. When
+the image really was formed by ``D``, the projection can only move ``sr`` closer to the truth
+(projection onto a convex set that holds the truth is non-expansive).
+
+``D`` is separable, so ``D D^T`` is the Kronecker product of two 1-D Toeplitz operators and its
+inverse is the product of two 1-D inverse filters. Their impulse responses decay geometrically
+(by about 0.46 per LR pixel for the nominal PSF at ``scale = 2``); :func:`inverse_filter`
+truncates them at ``taps`` LR pixels and rescales them so that the mean is restored exactly.
+The projection is therefore *local*: an output pixel depends on ``sr`` within
+:func:`consistency_radius_px` LR pixels of it (``2 * ceil(r_psf / scale) + taps``, 14 for the
+nominal PSF and the default ``taps = 10``) and on ``lr`` within slightly less, which the caller
+adds to the chunk halo so that chunked results equal whole-array ones.
+
+With ``taps = 10`` the remaining inconsistency is below 0.05 % of the input at the 99.9th
+percentile on real Sentinel-2 (Wald protocol), and the mean is kept exactly (up to DN rounding
+and clipping to valid DN).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.ndimage import correlate1d
+
+from s2scale.degradation import NOMINAL_MTF, gaussian_kernel_1d, psf_sigma
+from s2scale.errors import ConfigError, GridMismatchError
+
+__all__ = [
+    "CONSISTENCY_TAPS",
+    "band_mtfs",
+    "consistency_radius_px",
+    "degrade_block",
+    "inverse_filter",
+    "project_block",
+]
+
+CONSISTENCY_TAPS = 10
+"""Default half-length (LR px) of the truncated inverse filter of ``D D^T``."""
+
+_PERIOD = 1024  # LR samples of the periodic grid the inverse filter is computed on
+
+
+def band_mtfs(bands: Sequence[str]) -> tuple[float, ...]:
+    """Nominal MTF at Nyquist of each band name (:data:`s2scale.degradation.NOMINAL_MTF`).
+
+    Raises
+    ------
+    ConfigError
+        For a band the degradation model does not know.
+
+    Examples
+    --------
+    >>> band_mtfs(["red", "nir"])
+    (0.3, 0.3)
+    """
+    unknown = [b for b in bands if b not in NOMINAL_MTF]
+    if unknown:
+        raise ConfigError(
+            f"the consistency step needs the nominal PSF of every band, but bands {unknown} are "
+            f"not among {sorted(NOMINAL_MTF)}; rename the bands or pass consistency=False"
+        )
+    return tuple(NOMINAL_MTF[b] for b in bands)
+
+
+@functools.lru_cache(maxsize=32)
+def _psf_1d(mtf: float, scale: int) -> np.ndarray:
+    """The nominal 1-D PSF (float32) of an MTF at Nyquist."""
+    return gaussian_kernel_1d(psf_sigma(mtf, scale)).astype(np.float32)
+
+
+def consistency_radius_px(
+    scale: int = 2, mtfs: Sequence[float] = (0.3,), taps: int = CONSISTENCY_TAPS
+) -> int:
+    """LR pixels of ``sr`` context one output pixel of :func:`project_block` depends on.
+
+    ``D`` reaches ``ceil(r / scale)`` LR px (``r``: PSF half-length in HR px), the inverse
+    filter ``taps`` and ``D^T`` again ``ceil(r / scale)``.
+
+    Examples
+    --------
+    >>> consistency_radius_px(2)
+    14
+    """
+    r = max((len(_psf_1d(m, scale)) - 1) // 2 for m in mtfs)
+    return 2 * math.ceil(r / scale) + taps
+
+
+@functools.lru_cache(maxsize=32)
+def inverse_filter(mtf: float, scale: int, taps: int = CONSISTENCY_TAPS) -> np.ndarray:
+    """Truncated 1-D inverse of ``D1 D1^T`` (length ``2 taps + 1``), float64.
+
+    ``D1`` is one axis of the nominal operator (PSF, then mean of ``scale`` pixels). The filter
+    is computed exactly on a long periodic grid, truncated and rescaled so that its sum is
+    ``scale`` (the inverse of the DC gain ``1 / scale`` of ``D1 D1^T``).
+
+    Examples
+    --------
+    >>> h = inverse_filter(0.3, 2)
+    >>> len(h), round(float(h.sum()), 12), bool(np.allclose(h, h[::-1]))
+    (21, 2.0, True)
+    """
+    if taps < 0:
+        raise ConfigError(f"taps={taps} must be >= 0 LR pixels")
+    g = _psf_1d(mtf, scale).astype(np.float64)
+    impulse = np.zeros(_PERIOD)
+    impulse[0] = 1.0
+    up = correlate1d(np.repeat(impulse, scale) / scale, g, mode="wrap")
+    a = correlate1d(up, g, mode="wrap").reshape(-1, scale).mean(axis=1)  # D1 D1^T e_0
+    spectrum = np.fft.fft(a).real
+    h = np.roll(np.fft.ifft(1.0 / spectrum).real, taps)[: 2 * taps + 1]
+    return h * (scale / h.sum())
+
+
+def degrade_block(img: np.ndarray, scale: int, mtfs: Sequence[float]) -> np.ndarray:
+    """``D``: nominal PSF per band, then ``scale x scale`` means, float32 ``(C, H, W)``.
+
+    The same operator as :func:`s2scale.degradation.degrade_nominal` (float32, half-sample
+    symmetric borders), given MTFs instead of band names.
+    """
+    c, hh, ww = img.shape
+    out = np.empty_like(img, dtype=np.float32)
+    for i in range(c):
+        k = _psf_1d(mtfs[i], scale)
+        b = correlate1d(img[i].astype(np.float32, copy=False), k, axis=0, mode="reflect")
+        out[i] = correlate1d(b, k, axis=1, mode="reflect")
+    return out.reshape(c, hh // scale, scale, ww // scale, scale).mean(axis=(2, 4))
+
+
+def _adjoint(res: np.ndarray, scale: int, mtf: float) -> np.ndarray:
+    """``D^T`` of one LR band: replicate / ``scale**2``, then the (symmetric) PSF."""
+    k = _psf_1d(mtf, scale)
+    up = np.repeat(np.repeat(res, scale, axis=0), scale, axis=1) / np.float32(scale * scale)
+    up = correlate1d(up, k, axis=0, mode="reflect")
+    return correlate1d(up, k, axis=1, mode="reflect")
+
+
+def project_block(
+    sr: np.ndarray,
+    lr: np.ndarray,
+    *,
+    scale: int,
+    mtfs: Sequence[float],
+    taps: int = CONSISTENCY_TAPS,
+) -> np.ndarray:
+    """Project ``sr`` so that :func:`degrade_block` of it reproduces ``lr``.
+
+    Parameters
+    ----------
+    sr
+        ``(C, H*scale, W*scale)`` float DN (or reflectance), the network's output.
+    lr
+        ``(C, H, W)`` the input it came from, same unit, no holes: fill them first
+        (:func:`s2scale.infer.nodata.fill_nodata`). The projection is enforced on filled pixels
+        too; masking the residual there instead was measured to disturb the valid pixels next
+        to holes more (a masked residual no longer matches the inverse filter).
+    scale
+        Upscaling factor.
+    mtfs
+        Nominal MTF at Nyquist per band (:func:`band_mtfs`).
+    taps
+        Half-length of the inverse filter, LR px; more taps, smaller remaining inconsistency.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C, H*scale, W*scale)`` float32. Pixels farther than :func:`consistency_radius_px`
+        from the block edge are exact; nearer ones see the edge and should be trimmed.
+
+    Raises
+    ------
+    GridMismatchError
+        If the shapes do not match ``scale`` or the band count differs from ``mtfs``.
+
+    Examples
+    --------
+    >>> lr = np.random.default_rng(0).uniform(500, 3000, (1, 40, 40)).astype(np.float32)
+    >>> sr = np.full((1, 80, 80), 1000, np.float32)
+    >>> out = project_block(sr, lr, scale=2, mtfs=(0.3,))
+    >>> err = np.abs(degrade_block(out, 2, (0.3,)) - lr)[:, 14:-14, 14:-14]
+    >>> bool(err.max() < 0.01 * lr.min())
+    True
+    """
+    c, h, w = lr.shape
+    if sr.shape != (c, h * scale, w * scale) or len(mtfs) != c:
+        raise GridMismatchError(
+            f"project_block needs sr of shape (C, H*{scale}, W*{scale}) for lr {lr.shape} and "
+            f"one MTF per band; got sr {sr.shape} and {len(mtfs)} MTFs"
+        )
+    sr = sr.astype(np.float32, copy=False)
+    res = lr.astype(np.float32, copy=False) - degrade_block(sr, scale, mtfs)
+    out = np.empty_like(sr)
+    for i in range(c):
+        inv = inverse_filter(float(mtfs[i]), scale, taps).astype(np.float32)
+        r = correlate1d(res[i], inv, axis=0, mode="reflect")
+        r = correlate1d(r, inv, axis=1, mode="reflect")
+        out[i] = sr[i] + _adjoint(r, scale, float(mtfs[i]))
+    return out
