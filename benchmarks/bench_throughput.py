@@ -1,26 +1,38 @@
-"""Throughput of super-resolution: raw batched model, naive tile loop, and end to end.
+"""Throughput of super-resolution on the current device, in Mpx/s of 5 m output.
 
-For each generator, in one run on the same device:
+In one run, on one device (CUDA where available, else the CPU):
 
-- ``raw_model_mpx_s``: batched forward passes on device-resident tiles (5 m output Mpx/s);
-- ``naive_loop_mpx_s``: a batch-1 crop-and-paste tile loop as Real-ESRGAN's tile mode does it
-  (host -> device -> host per tile, no overlap blending);
-- ``end_to_end_mpx_s``: read a 10 m Zarr composite -> ``s2scale.upscale`` (halo, feathered
-  sub-tiles, GPU-annotated tasks) -> write the 5 m Zarr, on a Dask cluster
-  (``local-gpu`` where CUDA GPUs exist, else ``local``).
+- ``sweep``: the raw batched model for every generator x autocast dtype x batch size x tile
+  edge: forward passes on device-resident random tiles, no host transfers;
+- per generator, at the chosen ``--tile`` / ``--batch`` / default dtype, on one textured image:
+  ``raw_model_mpx_s`` (as in the sweep), ``naive_loop_mpx_s`` (batch 1, crop-and-paste tiles with
+  Real-ESRGAN's 10 px tile padding, host -> device -> host per tile, no blending),
+  ``bicubic_mpx_s`` (torch bicubic interpolation of the same image, same transfers) and
+  ``end_to_end_mpx_s`` (read a 10 m Zarr composite -> ``s2scale.upscale``: halo, feathered
+  sub-tiles, GPU-annotated tasks -> write the 5 m Zarr) on a local Dask cluster with 1 and with
+  2 workers (``end_to_end_by_workers``; ``end_to_end_mpx_s`` is the 1-worker value, the rate of
+  one GPU worker that the dry-run estimate divides by).
 
-Targets (issue: seamless distributed upscaling): end to end >= 70 % of the raw model and >= 3x
-the naive loop, on the H100. Run::
+Targets (on an H200): end to end >= 80 % of the raw batched model and >= 3x the naive loop.
+The record (``benchmarks/results/throughput-<time>.json``, plus a ``.png`` beside it) names the
+device kind in ``results.device`` (``cpu`` or ``cuda``); ``s2scale upscale --dry-run`` estimates
+from the newest record of the plan's device kind. Run from a clean checkout::
 
-    python benchmarks/bench_throughput.py --models srresnet realesrgan --size 4096
-    python benchmarks/bench_throughput.py --models srresnet --random-weights   # full-size nets
+    python benchmarks/bench_throughput.py                     # --quick: a few minutes, 2 CPU cores
+    python benchmarks/bench_throughput.py --full              # the whole grid (GPU machines)
+    python benchmarks/bench_throughput.py --random-weights --full   # full-size untrained nets
 
-The record says whether random weights were used.
+The record says whether random weights were used; ``--allow-dirty`` writes one from a modified
+tree (its ``git_commit`` then ends in ``-dirty``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import itertools
+import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,13 +41,23 @@ import dask
 import numpy as np
 import torch
 import xarray as xr
-from _record import write_record
+from _record import cluster_context, git_commit, write_record
 
 import s2scale
 from s2scale.cluster import make_client
 from s2scale.config import ClusterConfig
 from s2scale.infer import get_model, weights_path
 from s2scale.models import build_generator
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+REAL_ESRGAN_TILE_PAD = 10  # Real-ESRGAN's default --tile_pad (input px around each tile)
+GRIDS = {
+    # sweep grid (batch x tile), then the matched run: image edge, tile, batch, repeats, chunk
+    "quick": {"batch": (1, 4), "tile": (64, 128), "size": 512, "match_tile": 256,
+              "match_batch": 2, "repeats": 2, "chunk_px": 512},
+    "full": {"batch": (1, 4, 8, 16), "tile": (128, 256, 512), "size": 4096, "match_tile": 512,
+             "match_batch": 8, "repeats": 10, "chunk_px": 2048},
+}  # fmt: skip
 
 
 def _texture(size: int, bands: int, seed: int = 0) -> np.ndarray:
@@ -49,14 +71,10 @@ def _texture(size: int, bands: int, seed: int = 0) -> np.ndarray:
     return np.clip(1500 + 600 * img, 1, 10000).astype(np.uint16)
 
 
-def _net(name: str, random_weights: bool, device: torch.device, dtype: torch.dtype):
+def _net(name: str, random_weights: bool, device: torch.device):
     if random_weights:
         return build_generator(name, bands=4, scale=2, seed=0).to(device).eval()
-    return get_model(str(weights_path(name)), device.type, dtype_name(dtype), False)
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(dtype, "float32")
+    return get_model(str(weights_path(name)), str(device), "float32", False)
 
 
 def _sync(device: torch.device) -> None:
@@ -64,40 +82,62 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def _amp(device: torch.device, dtype: torch.dtype):
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
 def raw_model(net, device, dtype, tile: int, batch: int, repeats: int) -> float:
+    """Batched forward passes on device-resident tiles: 5 m output Mpx/s."""
     x = torch.rand(batch, 4, tile, tile, device=device)
-    amp = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-    with torch.inference_mode(), amp:
+    with torch.inference_mode(), _amp(device, dtype):
         net(x)
         _sync(device)
         t0 = time.perf_counter()
         for _ in range(repeats):
             net(x)
         _sync(device)
-    dt = time.perf_counter() - t0
-    return repeats * batch * (2 * tile) ** 2 / dt / 1e6
+    return repeats * batch * (2 * tile) ** 2 / (time.perf_counter() - t0) / 1e6
 
 
 def naive_loop(net, device, dtype, image: np.ndarray, tile: int) -> float:
+    """Real-ESRGAN's tile mode: batch 1, each tile with padding in, its core pasted out."""
+    _, h, w = image.shape
+    pad = REAL_ESRGAN_TILE_PAD
+    out = np.zeros((4, 2 * h, 2 * w), np.uint16)
+    t0 = time.perf_counter()
+    with torch.inference_mode(), _amp(device, dtype):
+        for y in range(0, h, tile):
+            for x in range(0, w, tile):
+                y0, x0 = max(y - pad, 0), max(x - pad, 0)
+                y1, x1 = min(y + tile + pad, h), min(x + tile + pad, w)
+                crop = torch.from_numpy(image[:, y0:y1, x0:x1].astype(np.float32))
+                sr = net((crop[None] / 10000).to(device))[0].float().cpu().numpy()
+                ty, tx = min(tile, h - y), min(tile, w - x)
+                core = sr[:, 2 * (y - y0) : 2 * (y - y0 + ty), 2 * (x - x0) : 2 * (x - x0 + tx)]
+                out[:, 2 * y : 2 * (y + ty), 2 * x : 2 * (x + tx)] = np.clip(core * 10000, 0, 65535)
+    _sync(device)
+    return 4 * h * w / (time.perf_counter() - t0) / 1e6
+
+
+def bicubic(device, image: np.ndarray, tile: int) -> float:
+    """Bicubic 2x of the same image tile by tile, with the same host <-> device transfers."""
     _, h, w = image.shape
     out = np.zeros((4, 2 * h, 2 * w), np.uint16)
-    amp = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     t0 = time.perf_counter()
-    with torch.inference_mode(), amp:
+    with torch.inference_mode():
         for y in range(0, h, tile):
             for x in range(0, w, tile):
                 crop = torch.from_numpy(image[:, y : y + tile, x : x + tile].astype(np.float32))
-                sr = net((crop[None] / 10000).to(device))[0].float().cpu().numpy()
-                out[:, 2 * y : 2 * y + sr.shape[1], 2 * x : 2 * x + sr.shape[2]] = np.clip(
-                    sr * 10000, 0, 65535
+                up = torch.nn.functional.interpolate(
+                    crop[None].to(device), scale_factor=2, mode="bicubic", align_corners=False
                 )
-    dt = time.perf_counter() - t0
-    return 4 * h * w / dt / 1e6
+                sr = up[0].cpu().numpy()
+                out[:, 2 * y : 2 * y + sr.shape[1], 2 * x : 2 * x + sr.shape[2]] = sr.clip(0, 65535)
+    _sync(device)
+    return 4 * h * w / (time.perf_counter() - t0) / 1e6
 
 
-def end_to_end(
-    name: str, random_weights: bool, image: np.ndarray, chunk_px: int, tmp: Path, client
-) -> float:
+def _write_input(image: np.ndarray, chunk_px: int, path: Path) -> None:
     size = image.shape[1]
     coords = {
         "band": np.array(["blue", "green", "red", "nir"], dtype=object),  # Zarr v3 strings
@@ -106,16 +146,107 @@ def end_to_end(
     }
     src = xr.DataArray(image, dims=("band", "y", "x"), coords=coords, name="reflectance")
     src = src.rio.write_crs("EPSG:32633").chunk({"band": -1, "y": chunk_px, "x": chunk_px})
-    src.to_dataset().to_zarr(tmp / "in.zarr", mode="w", zarr_format=3, consolidated=False)
-    cube = xr.open_zarr(tmp / "in.zarr", consolidated=False)["reflectance"]
-    cube = cube.rio.write_crs("EPSG:32633")
-    sr = s2scale.upscale(cube, name, chunk_px=chunk_px, random_weights=random_weights)
-    out = sr.to_dataset(name="sr").drop_encoding()
+    src.to_dataset().to_zarr(path, mode="w", zarr_format=3, consolidated=False)
+
+
+def end_to_end(name: str, args, src: Path, out: Path, dtype: str) -> float:
+    """Read the 10 m Zarr -> s2scale.upscale -> write the 5 m Zarr, on the current client."""
+    cube = xr.open_zarr(src, consolidated=False)["reflectance"].rio.write_crs("EPSG:32633")
+    sr = s2scale.upscale(cube, name, chunk_px=args.chunk_px, tile_px=args.tile,
+                         batch_size=args.batch, dtype=dtype,
+                         random_weights=args.random_weights)  # fmt: skip
+    data = sr.to_dataset(name="sr").drop_encoding()
     t0 = time.perf_counter()
     with dask.config.set({"optimization.fuse.active": False}):
-        out.to_zarr(tmp / "out.zarr", mode="w", zarr_format=3, consolidated=False)
-    dt = time.perf_counter() - t0
-    return 4 * size * size / dt / 1e6
+        data.to_zarr(out, mode="w", zarr_format=3, consolidated=False)
+    return 4 * cube.sizes["y"] * cube.sizes["x"] / (time.perf_counter() - t0) / 1e6
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("s2scale", "torch", "numpy", "dask", "distributed", "xarray", "zarr"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def plot(results: dict, path: Path) -> Path:
+    """Horizontal bars per generator: naive loop, bicubic, raw model, end to end (1, 2 workers)."""
+    from PIL import Image, ImageDraw
+
+    models = list(results["models"])
+    rows = [("naive loop (batch 1)", "naive_loop_mpx_s"), ("raw batched model", "raw_model_mpx_s"),
+            ("end to end, 1 worker", "e2e1"), ("end to end, 2 workers", "e2e2"),
+            ("bicubic", "bicubic_mpx_s")]  # fmt: skip
+    panel_h, bar_h, label_w, width = 24 + len(rows) * 20, 15, 150, 640
+    canvas = Image.new("RGB", (width, 26 + len(models) * panel_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((6, 6), f"s2scale throughput, 5 m output Mpx/s - {results['device_name']} "
+                      f"({results['device']}, {results['dtype']})", fill="black")  # fmt: skip
+    for i, name in enumerate(models):
+        entry = results[name]
+        values = {**entry, "e2e1": entry["end_to_end_by_workers"]["1"],
+                  "e2e2": entry["end_to_end_by_workers"]["2"]}  # fmt: skip
+        top = max(values[k] for _, k in rows[:-1])  # bicubic may run far off the scale
+        y0 = 26 + i * panel_h
+        draw.text((6, y0 + 2), name, fill="black")
+        for j, (label, key) in enumerate(rows):
+            y = y0 + 20 + j * 20
+            v = values[key]
+            length = int((width - label_w - 80) * min(v / top, 1.0))
+            draw.text((6, y + 2), label, fill="black")
+            colour = (40, 70, 140) if key.startswith("e2e") else (150, 170, 210)
+            draw.rectangle([label_w, y, label_w + max(length, 1), y + bar_h], fill=colour)
+            draw.text((label_w + max(length, 1) + 4, y + 2), f"{v:.3g}", fill="black")
+    canvas.save(path)
+    return path
+
+
+def table(record: dict) -> str:
+    """The README table of a throughput record (markdown)."""
+    r, m = record["results"], record["machine"]
+    lines = [
+        f"Record `{record['benchmark']}-{record['time']}.json` (commit "
+        f"`{record['git_commit'][:12]}`): {r['device_name']} ({r['device']}, autocast "
+        f"{r['dtype']}), {m.get('cpu_count')} CPU cores, torch {m.get('torch')}, image "
+        f"{r['image_px']} px, tile {record['config']['tile']}, batch {record['config']['batch']}, "
+        f"chunk {record['config']['chunk_px']}{', random weights' if r['random_weights'] else ''}.",
+        "",
+        "| model | naive loop | raw batched | end to end (1 worker) | end to end (2 workers) "
+        "| bicubic | e2e / raw | e2e / naive |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in r["models"]:
+        e = r[name]
+        w = e["end_to_end_by_workers"]
+        lines.append(
+            f"| {name} | {e['naive_loop_mpx_s']} | {e['raw_model_mpx_s']} | {w['1']} | {w['2']} "
+            f"| {e['bicubic_mpx_s']} | {e['e2e_vs_raw']} | {e['e2e_vs_naive']} |"
+        )
+    best: dict = {}
+    for row in r["sweep"]:
+        key = (row["model"], row["dtype"])
+        if key not in best or row["mpx_s"] > best[key]["mpx_s"]:
+            best[key] = row
+    lines += ["", "Best raw batched configuration per generator and dtype (sweep):", "",
+              "| model | dtype | batch | tile | Mpx/s |", "|---|---|---|---|---|"]  # fmt: skip
+    for (name, dt), row in best.items():
+        lines.append(f"| {name} | {dt} | {row['batch']} | {row['tile']} | {row['mpx_s']} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -123,48 +254,116 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", nargs="+", default=["srresnet", "realesrgan"])
+    grid = parser.add_mutually_exclusive_group()
+    grid.add_argument(
+        "--quick",
+        dest="grid",
+        action="store_const",
+        const="quick",
+        help="small grid and image (default; minutes on 2 CPU cores)",
+    )
+    grid.add_argument(
+        "--full",
+        dest="grid",
+        action="store_const",
+        const="full",
+        help="batch 1-16, tiles 128-512, 2048 px image",
+    )
+    parser.set_defaults(grid="quick")
     parser.add_argument(
         "--random-weights",
         action="store_true",
         help="full-size untrained nets instead of the shipped checkpoints",
     )
-    parser.add_argument("--size", type=int, default=2048, help="LR image edge for loop/e2e")
-    parser.add_argument("--tile", type=int, default=256, help="tile edge (raw and naive)")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--chunk-px", type=int, default=1024)
+    parser.add_argument("--size", type=int, default=None, help="LR image edge (naive/e2e)")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile edge (input px) of the matched raw, naive and e2e runs",
+    )
+    parser.add_argument("--batch", type=int, default=None, help="batch of the matched raw/e2e")
+    parser.add_argument("--chunk-px", type=int, default=None, help="Dask chunk edge (e2e)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed raw passes")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="write a record from a modified tree")  # fmt: skip
+    parser.add_argument(
+        "--table", type=Path, default=None, help="print the README table of this record and exit"
+    )
     args = parser.parse_args()
+    if args.table is not None:
+        import json
+
+        print(table(json.loads(args.table.read_text())))
+        return
+    g = GRIDS[args.grid]
+    args.size = args.size or g["size"]
+    args.tile = args.tile or g["match_tile"]
+    args.batch = args.batch or g["match_batch"]
+    args.chunk_px = args.chunk_px or g["chunk_px"]
+    args.repeats = args.repeats or g["repeats"]
+    commit = git_commit()
+    if commit.endswith("-dirty") and not args.allow_dirty:
+        sys.exit(f"the tree has changes ({commit}); commit first, or pass --allow-dirty")
+
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype_name = "bfloat16" if device.type == "cuda" else "float32"
+    sweep_dtypes = ("float32", "bfloat16", "float16") if device.type == "cuda" else ("float32",)
+    if args.grid == "full" and device.type == "cpu":
+        sweep_dtypes = ("float32", "bfloat16")
     image = _texture(args.size, 4)
     results: dict = {
-        "device": str(device),
-        "dtype": str(dtype),
-        "random_weights": args.random_weights,
-    }
-    client = make_client(
-        ClusterConfig(kind="auto", threads_per_worker=4 if device.type == "cuda" else 1)
-    )
-    try:
-        for name in args.models:
-            net = _net(name, args.random_weights, device, dtype)
-            raw = raw_model(net, device, dtype, args.tile, args.batch, args.repeats)
-            naive = naive_loop(net, device, dtype, image, args.tile)
-            with tempfile.TemporaryDirectory() as tmp:
-                e2e = end_to_end(name, args.random_weights, image, args.chunk_px, Path(tmp), client)
-            results[name] = {
-                "raw_model_mpx_s": round(raw, 3),
-                "naive_loop_mpx_s": round(naive, 3),
-                "end_to_end_mpx_s": round(e2e, 3),
-                "e2e_vs_raw": round(e2e / raw, 3),
-                "e2e_vs_naive": round(e2e / naive, 3),
-            }
-            print(name, results[name], flush=True)
-        config = vars(args) | {"out": None}
-        path = write_record("throughput", config, results, client=client, out_dir=args.out)
-    finally:
-        client.close()
+        "device": device.type, "device_name": device_name(device), "dtype": dtype_name,
+        "random_weights": args.random_weights, "versions": versions(), "models": args.models,
+        "image_px": args.size, "sweep": [],
+    }  # fmt: skip
+    for name in args.models:
+        net = _net(name, args.random_weights, device)
+        for dt, batch, tile in itertools.product(sweep_dtypes, g["batch"], g["tile"]):
+            mpx = raw_model(net, device, DTYPES[dt], tile, batch, args.repeats)
+            row = {"model": name, "dtype": dt, "batch": batch, "tile": tile, "mpx_s": round(mpx, 3)}
+            results["sweep"].append(row)
+            print("sweep", row, flush=True)
+        amp = DTYPES[dtype_name]
+        results[name] = {
+            "raw_model_mpx_s": round(raw_model(net, device, amp, args.tile, args.batch,
+                                               args.repeats), 3),
+            "naive_loop_mpx_s": round(naive_loop(net, device, amp, image, args.tile), 3),
+            "bicubic_mpx_s": round(bicubic(device, image, args.tile), 3),
+            "end_to_end_by_workers": {},
+        }  # fmt: skip
+    results["clusters"] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        src, warm = Path(tmp) / "in.zarr", Path(tmp) / "warm.zarr"
+        _write_input(image, args.chunk_px, src)
+        edge = min(args.chunk_px, args.size) // 2  # loads the model on each worker, quickly
+        _write_input(image[:, :edge, :edge], args.chunk_px, warm)
+        for workers in (1, 2):
+            client = make_client(ClusterConfig(kind="local", n_workers=workers,
+                                               threads_per_worker=2))  # fmt: skip
+            try:
+                results["clusters"][str(workers)] = cluster_context(client)
+                for name in args.models:
+                    end_to_end(name, args, warm, Path(tmp) / "w.zarr", dtype_name)  # load models
+                    e2e = end_to_end(name, args, src, Path(tmp) / "out.zarr", dtype_name)
+                    results[name]["end_to_end_by_workers"][str(workers)] = round(e2e, 3)
+                    print(name, workers, "workers:", round(e2e, 3), "Mpx/s", flush=True)
+            finally:
+                client.close()
+    for name in args.models:
+        r = results[name]
+        e2e = r["end_to_end_by_workers"]["1"]
+        r["end_to_end_mpx_s"] = e2e
+        r["e2e_vs_raw"] = round(e2e / r["raw_model_mpx_s"], 3)
+        r["e2e_vs_naive"] = round(e2e / r["naive_loop_mpx_s"], 3)
+        r["e2e_2_workers_vs_1"] = round(r["end_to_end_by_workers"]["2"] / e2e, 3)
+        print(name, r, flush=True)
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    config |= {"out": None, "grid_batch": list(g["batch"]), "grid_tile": list(g["tile"]),
+               "sweep_dtypes": list(sweep_dtypes), "threads_per_worker": 2}  # fmt: skip
+    path = write_record("throughput", config, results, out_dir=args.out)
+    plot(results, path.with_suffix(".png"))
     print(path)
 
 

