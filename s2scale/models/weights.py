@@ -30,15 +30,49 @@ from s2scale.models.checkpoint import (
 from s2scale.models.registry import GENERATORS, SCALES, build_generator
 
 __all__ = [
+    "SHIPPED",
     "export_half",
     "import_basicsr",
     "load_generator",
     "load_state_strict",
     "read_checkpoint",
     "save_checkpoint",
+    "shipped_weights_path",
 ]
 
 log = logging.getLogger(__name__)
+
+SHIPPED: tuple[str, ...] = ("srresnet", "realesrgan")
+"""Registry names with a checkpoint shipped in ``s2scale/weights/<name>.pt`` (model card
+``<name>.md`` beside it). ``srcnn`` and ``esrgan`` have training configs
+(``s2scale/configs/train``) but no shipped weights yet."""
+
+
+def shipped_weights_path(name: str) -> Path:
+    """Where the shipped checkpoint of registry model ``name`` lives (it may not exist).
+
+    Examples
+    --------
+    >>> shipped_weights_path("srresnet").name
+    'srresnet.pt'
+    """
+    from importlib import resources
+
+    return Path(str(resources.files("s2scale"))) / "weights" / f"{name}.pt"
+
+
+def _coerce_path(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint path, or the shipped checkpoint of a registry name (``"srresnet"``)."""
+    if isinstance(path, str) and path in GENERATORS and not Path(path).is_file():
+        shipped = shipped_weights_path(path)
+        if not shipped.is_file():
+            raise CheckpointError(
+                f"no shipped weights for {path!r} (expected {shipped}); shipped: "
+                f"{', '.join(SHIPPED)}; pass a checkpoint path instead"
+            )
+        return shipped
+    return Path(path)
+
 
 _HOW_TO_GET = (
     "train one with `s2scale train --config run.yaml`, or convert official weights with "
@@ -187,7 +221,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     Parameters
     ----------
     path
-        The checkpoint file.
+        The checkpoint file, or a registry name with shipped weights (:data:`SHIPPED`).
 
     Returns
     -------
@@ -200,7 +234,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         If the file is missing, unreadable, not an s2scale checkpoint, of another format version,
         incomplete, or names an unknown arch.
     """
-    p = Path(path)
+    p = _coerce_path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint {str(p)!r} does not exist; {_HOW_TO_GET}")
     try:
@@ -241,7 +275,9 @@ def load_generator(
     Parameters
     ----------
     path
-        Checkpoint written by :func:`save_checkpoint`.
+        Checkpoint written by :func:`save_checkpoint`, or a registry name with shipped weights
+        (:data:`SHIPPED`: ``"srresnet"``, ``"realesrgan"``), which
+        loads ``s2scale/weights/<name>.pt``.
     device
         Where to put the model.
     bands

@@ -7,6 +7,12 @@ perceptual 1 (``conv1_2: 0.1, conv2_2: 0.1, conv3_4: 1, conv4_4: 1, conv5_4: 1``
 0.1 against the U-Net discriminator with spectral norm, EMA 0.999. Fields left at ``None`` take
 the recipe's value in ``__post_init__``; any field can be overridden.
 
+The training data of the shipped generators are described by a :class:`DataConfig` (``data:``
+in the YAML): which sources (real Sentinel-2 Wald pairs, real orthophoto study pairs, the
+simulator) are mixed with which weights, how patches are cut and which part of each real scene is
+held out. ``sensor_degradation:`` draws the LR inputs on the fly from the Sentinel-2 degradation
+model of :mod:`s2scale.degradation` (PSF, misregistration, noise ranges).
+
 Example ``train.yaml``::
 
     arch: realesrgan
@@ -14,7 +20,10 @@ Example ``train.yaml``::
     recipe: realesrgan
     pretrain_steps: 100000
     gan_steps: 50000
-    perceptual_weights: /models/vgg19-dcbb9e9d.pth
+    perceptual_backbone: vgg16        # ImageNet VGG16 from `s2scale weights import-lpips`
+    perceptual_layers: {conv1_2: 0.1, conv2_2: 0.1, conv3_3: 1, conv4_3: 1, conv5_3: 1}
+    sensor_degradation: {mtf_range: [0.12, 0.55], shift_range_px: [0.0, 0.3]}
+    data: {mix: {real-s2-wald: 0.7, real-ortho-study: 0.15, sim-wald-s2: 0.15}}
 """
 
 from __future__ import annotations
@@ -25,12 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from s2scale.degradation import DegradationConfig as SensorDegradationConfig
 from s2scale.errors import ConfigError
 from s2scale.models.checkpoint import Normalization
 from s2scale.sentinel2 import BANDS
 from s2scale.train.degradations import DegradationConfig
 
-__all__ = ["RECIPES", "TrainConfig"]
+__all__ = ["RECIPES", "SOURCE_KINDS", "DataConfig", "TrainConfig"]
+
+SOURCE_KINDS: tuple[str, ...] = ("real-s2-wald", "real-ortho-study", "sim-wald-s2")
+"""Training sources a :class:`DataConfig` can build (see :mod:`s2scale.train.realdata`)."""
 
 RECIPES: dict[str, dict[str, Any]] = {
     "esrgan": {
@@ -61,6 +74,107 @@ RECIPES: dict[str, dict[str, Any]] = {
 """Phase-2 loss weights, GAN form, discriminator and EMA decay of the two published recipes."""
 
 _TUPLES = ("bands", "betas", "lr_milestones")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Training data of a run: sources, their mixing weights, patches and the held-out parts.
+
+    Built by :func:`s2scale.train.realdata.build_mixed_store` into a patch store whose
+    ``source`` array records, for every patch, the source record (kind, file, date, region) it
+    was cut from, and whose ``origin`` array gives its position in that source.
+    """
+
+    mix: dict[str, float] = field(
+        default_factory=lambda: {"real-s2-wald": 0.7, "real-ortho-study": 0.15, "sim-wald-s2": 0.15}
+    )
+    """Source kind -> share of the training patches of an epoch (normalised to sum 1); kinds
+    with weight 0 are not built. Kinds: ``real-s2-wald`` (Wald pairs of the real Sentinel-2
+    scenes in ``$S2SCALE_SHARED_DATA/s2``), ``real-ortho-study`` (real orthophotos, mean filter,
+    resampled, histogram-matched to Sentinel-2), ``sim-wald-s2`` (simulated Sentinel-2)."""
+    epoch_patches: int = 0
+    """Training patches per epoch after mixing (sources are over- or under-sampled to their
+    share); 0 uses the number of training patches in the store."""
+    lr_patch_px: int = 32
+    """LR patch edge (HR patches are ``scale`` times larger)."""
+    stride_px: int = 16
+    """LR step between patch origins (overlapping patches for small scenes)."""
+    val_fraction: float = 0.3
+    """East share of every real Sentinel-2 scene held out for validation only (never cut)."""
+    guard_px: int = 16
+    """10 m pixels between the training part and the held-out part of a real scene."""
+    internal_val_fraction: float = 0.1
+    """Share of the training parts' spatial blocks used for the loop's own validation."""
+    block_px: int = 64
+    """LR edge of the spatial split blocks inside the training parts."""
+    ortho_pixels_m: tuple[float, ...] = (1.0, 2.0)
+    """HR pixel sizes the real orthophotos are mean-filtered and resampled to."""
+    ortho_paths: tuple[str, ...] = ()
+    """Extra user orthophotos (GeoTIFF, R, G, B uint8) used whole for training."""
+    sim_seeds: tuple[int, ...] = (11, 12)
+    """Simulator worlds of ``sim-wald-s2``."""
+    sim_area_m: float = 2400.0
+    """Edge of each simulated window, metres."""
+    balance: Literal["patches", "files"] = "patches"
+    """How a kind's share is spread over its sources: in proportion to their patches, or in
+    equal parts per source file (simulated worlds: per world), so a small scene is not
+    drowned by a large one."""
+    seed: int = 0
+    """Seed of the split blocks and of the mixing draw."""
+
+    def __post_init__(self) -> None:
+        mix = {str(k): float(v) for k, v in dict(self.mix).items()}
+        unknown = sorted(set(mix) - set(SOURCE_KINDS))
+        if unknown:
+            raise ConfigError(f"unknown data.mix sources {unknown}; known: {list(SOURCE_KINDS)}")
+        if any(v < 0 for v in mix.values()) or not sum(mix.values()) > 0:
+            raise ConfigError(f"data.mix weights must be >= 0 with a positive sum, got {mix}")
+        object.__setattr__(self, "mix", mix)
+        for name in ("ortho_pixels_m", "ortho_paths", "sim_seeds"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("lr_patch_px", "stride_px", "block_px"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"data.{name}={getattr(self, name)} must be >= 1")
+        if self.epoch_patches < 0 or self.guard_px < 0:
+            raise ConfigError("data.epoch_patches and data.guard_px must be >= 0")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"data.val_fraction={self.val_fraction} must be in (0, 1), e.g. 0.3")
+        if not 0 <= self.internal_val_fraction < 1:
+            raise ConfigError(
+                f"data.internal_val_fraction={self.internal_val_fraction} must be in [0, 1)"
+            )
+        if self.balance not in ("patches", "files"):
+            raise ConfigError(f"data.balance must be 'patches' or 'files', got {self.balance!r}")
+        if any(not p > 0 for p in self.ortho_pixels_m):
+            raise ConfigError(f"data.ortho_pixels_m={self.ortho_pixels_m} must be > 0 metres")
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Mixing weights of the kinds that are built, normalised to sum 1."""
+        total = sum(self.mix.values())
+        return {k: v / total for k, v in self.mix.items() if v > 0}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DataConfig:
+        """Build from a mapping, rejecting unknown keys by name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(data) - known)
+        if bad:
+            raise ConfigError(f"unknown data keys {bad}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def _nested(
+    value: Any, cls: type[SensorDegradationConfig] | type[DegradationConfig], where: str
+) -> Any:
+    """A frozen degradation config from a YAML mapping (lists -> tuples, unknown keys named)."""
+    if not isinstance(value, Mapping):
+        return value
+    known = {f.name for f in dataclasses.fields(cls)}
+    bad = sorted(set(value) - known)
+    if bad:
+        raise ConfigError(f"unknown {where} keys {bad}; known: {sorted(known)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
 
 
 @dataclass(frozen=True)
@@ -98,17 +212,28 @@ class TrainConfig:
     pixel_weight: float | None = None
     """Weight of the L1 loss in phase 2 (phase 1 uses 1)."""
     perceptual_weight: float | None = None
-    """Weight of the VGG19 perceptual loss; 0 disables it."""
+    """Weight of the VGG perceptual loss; 0 disables it."""
     perceptual_layers: dict[str, float] | None = None
-    """VGG19 layer weights of the perceptual loss."""
+    """VGG layer weights of the perceptual loss (VGG19 names; with ``vgg16`` VGG16 names, or
+    VGG19 names mapped to the last convolution of the same block)."""
     perceptual_weights: str | None = None
-    """Path to ``vgg19-dcbb9e9d.pth``; ``None`` reads the torch hub cache."""
-    perceptual_backbone: Literal["vgg19", "stlpips-alex", "stlpips-vgg"] = "vgg19"
-    """ImageNet VGG19 features, or the ST-LPIPS distance (shift-tolerant, trained on human
+    """``vgg19``: path to ``vgg19-dcbb9e9d.pth`` (``None``: the torch hub cache); ``vgg16``: an
+    imported ``s2scale-lpips-vgg16-v0.1.pt`` (``None``: the weights cache)."""
+    perceptual_backbone: Literal["vgg19", "vgg16", "stlpips-alex", "stlpips-vgg"] = "vgg19"
+    """ImageNet VGG19 features (torchvision file), ImageNet VGG16 features (imported offline by
+    ``s2scale weights import-lpips``), or the ST-LPIPS distance (shift-tolerant, trained on human
     judgements, no ImageNet weights; ``perceptual_layers`` and ``perceptual_weights`` then
     unused)."""
+    perceptual_range: float = 1.0
+    """Normalised reflectance mapped to 1.0 (white) before the ImageNet normalisation of the
+    VGG input; 0.3 is a true-colour stretch for Sentinel-2."""
     random_backbone: bool = False
-    """Use a random VGG19 for the perceptual loss (smoke tests only; logged and recorded)."""
+    """Use a random VGG for the perceptual loss (smoke tests only; logged and recorded)."""
+    lowfreq_weight: float = 0.0
+    """Weight of :func:`~s2scale.train.losses.lowfreq_loss` (relative squared error of block
+    means, keeps the mean reflectance per band) in both phases; 0 disables it."""
+    lowfreq_px: int = 8
+    """Block edge of the low-frequency loss, HR pixels."""
     gan_weight: float | None = None
     """Weight of the generator's adversarial loss."""
     gan_kind: Literal["relativistic", "vanilla"] | None = None
@@ -123,6 +248,12 @@ class TrainConfig:
     """Max global gradient norm per network; 0 disables clipping."""
     degradation: DegradationConfig | None = None
     """Synthesise LR patches from HR on the fly (Real-ESRGAN); ``None`` uses the given pairs."""
+    sensor_degradation: SensorDegradationConfig | None = None
+    """Synthesise LR patches from HR on the fly with the Sentinel-2 degradation model
+    (:mod:`s2scale.degradation`: band PSFs, misregistration, noise); excludes ``degradation``."""
+    data: DataConfig | None = None
+    """Training data recipe (:class:`DataConfig`); ``None``: the simulator store of
+    :func:`s2scale.train.sources.build_training_data`."""
     augment: bool = True
     """Random flips and 90 degree rotations of the training pairs."""
     seed: int = 0
@@ -154,21 +285,34 @@ class TrainConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "arch_kwargs", dict(self.arch_kwargs))
         object.__setattr__(self, "perceptual_layers", dict(self.perceptual_layers or {}))
+        if isinstance(self.data, Mapping):
+            object.__setattr__(self, "data", DataConfig.from_dict(self.data))
+        for name, cls in (("degradation", DegradationConfig),
+                          ("sensor_degradation", SensorDegradationConfig)):  # fmt: skip
+            object.__setattr__(self, name, _nested(getattr(self, name), cls, name))
+        if self.degradation is not None and self.sensor_degradation is not None:
+            raise ConfigError(
+                "degradation (Real-ESRGAN) and sensor_degradation (Sentinel-2) exclude each "
+                "other; keep one of them"
+            )
         Normalization.coerce(self.normalization)
         if not self.bands or not all(isinstance(b, str) for b in self.bands):
             raise ConfigError(f"bands must be a list of band names, got {self.bands!r}")
         for name in ("pretrain_steps", "gan_steps", "validate_every", "num_workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
-        for name in ("batch_size", "checkpoint_every", "log_every", "scale"):
+        for name in ("batch_size", "checkpoint_every", "log_every", "scale", "lowfreq_px"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
         if self.pretrain_steps + self.gan_steps < 1:
             raise ConfigError("pretrain_steps + gan_steps must be >= 1")
-        for name in ("learning_rate", "gan_learning_rate", "lr_gamma", "val_data_range"):
+        for name in (
+            "learning_rate", "gan_learning_rate", "lr_gamma", "val_data_range", "perceptual_range"
+        ):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
-        for name in ("pixel_weight", "perceptual_weight", "gan_weight", "grad_clip"):
+        for name in ("pixel_weight", "perceptual_weight", "gan_weight", "grad_clip",
+                     "lowfreq_weight"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
@@ -181,14 +325,14 @@ class TrainConfig:
             )
         if self.discriminator not in ("vgg", "unet"):
             raise ConfigError(f"discriminator must be 'vgg' or 'unet', got {self.discriminator!r}")
-        if self.perceptual_backbone not in ("vgg19", "stlpips-alex", "stlpips-vgg"):
+        if self.perceptual_backbone not in ("vgg19", "vgg16", "stlpips-alex", "stlpips-vgg"):
             raise ConfigError(
-                "perceptual_backbone must be 'vgg19', 'stlpips-alex' or 'stlpips-vgg', "
+                "perceptual_backbone must be 'vgg19', 'vgg16', 'stlpips-alex' or 'stlpips-vgg', "
                 f"got {self.perceptual_backbone!r}"
             )
-        if self.perceptual_backbone != "vgg19" and self.perceptual_weights is not None:
+        if self.perceptual_backbone.startswith("stlpips") and self.perceptual_weights is not None:
             raise ConfigError(
-                f"perceptual_weights={self.perceptual_weights!r} is a VGG19 file, but "
+                f"perceptual_weights={self.perceptual_weights!r} is a VGG file, but "
                 f"perceptual_backbone={self.perceptual_backbone!r}; unset one of them"
             )
         if self.amp not in ("auto", "bf16", "none"):
@@ -215,21 +359,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Build from a mapping, rejecting unknown keys (also in ``degradation``) by name."""
+        """Build from a mapping, rejecting unknown keys (also in nested sections) by name."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown train config keys {unknown}; known: {sorted(known)}")
-        kwargs = dict(data)
-        deg = kwargs.get("degradation")
-        if isinstance(deg, Mapping):
-            deg_known = {f.name for f in dataclasses.fields(DegradationConfig)}
-            bad = sorted(set(deg) - deg_known)
-            if bad:
-                raise ConfigError(f"unknown degradation keys {bad}; known: {sorted(deg_known)}")
-            fields = {k: tuple(v) if isinstance(v, list) else v for k, v in deg.items()}
-            kwargs["degradation"] = DegradationConfig(**fields)
-        return cls(**kwargs)
+        return cls(**dict(data))
 
     @classmethod
     def from_yaml(cls, path: str | Path, section: str | None = None) -> TrainConfig:

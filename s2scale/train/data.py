@@ -4,6 +4,11 @@ Patches are uint16 harmonised digital numbers (reflectance x 10000) with dims ``
 (LR) and ``(N, C, H, W)`` (HR, ``H = h * scale``), from numpy arrays or a Zarr patch store with
 arrays ``lr`` and ``hr``. Items are float32 tensors normalised with ``x = (dn - offset) / scale``.
 
+LR patches can be synthesised on the fly from the HR patches, either with the Sentinel-2
+degradation model (``sensor_degradation``, :func:`s2scale.degradation.apply_degradation`: band
+PSFs, misregistration and noise drawn from their ranges, in reflectance) or with Real-ESRGAN's
+generic second-order model (``degradation``, :mod:`s2scale.train.degradations`).
+
 All randomness (flips, rotations, on-the-fly degradations) is a pure function of
 ``(seed, epoch, index)``, so results do not depend on worker processes, and a run resumed at any
 batch sees exactly the samples and augmentations of an uninterrupted run. The sampler yields
@@ -21,8 +26,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from s2scale.degradation import DegradationConfig as SensorDegradationConfig
+from s2scale.degradation import apply_degradation, sample_params
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
 from s2scale.models.checkpoint import Normalization
+from s2scale.sentinel2 import BANDS, DN_SCALE
 from s2scale.train.degradations import DegradationConfig, degrade
 
 __all__ = ["IgnoreEpoch", "PairDataset", "PatchArray", "ResumableSampler"]
@@ -69,6 +77,12 @@ class PairDataset(Dataset):
     degradation
         If given, ``lr`` is built from the normalised ``hr`` by
         :func:`~s2scale.train.degradations.degrade` (any ``lr`` passed is then ignored).
+    sensor_degradation
+        If given, ``lr`` is built from ``hr`` (as reflectance, ``dn / 10000``) by the Sentinel-2
+        degradation model with parameters drawn from these ranges
+        (:func:`s2scale.degradation.sample_params`); excludes ``degradation``.
+    bands
+        Band names of the channels (the Sentinel-2 model's PSF and noise are per band).
     seed
         Seed of augmentations and degradations.
 
@@ -77,7 +91,7 @@ class PairDataset(Dataset):
     GridMismatchError
         If the arrays are not 4-D or their shapes do not match ``scale``.
     ConfigError
-        If neither ``lr`` nor ``degradation`` is given.
+        If neither ``lr`` nor a degradation is given, or both degradations are.
 
     Examples
     --------
@@ -102,7 +116,11 @@ class PairDataset(Dataset):
     augment: bool = True
     """Random flips and rotations."""
     degradation: DegradationConfig | None = None
-    """Synthesise ``lr`` from ``hr`` on the fly."""
+    """Synthesise ``lr`` from ``hr`` on the fly (Real-ESRGAN model)."""
+    sensor_degradation: SensorDegradationConfig | None = None
+    """Synthesise ``lr`` from ``hr`` on the fly (Sentinel-2 model)."""
+    bands: tuple[str, ...] = BANDS
+    """Band names of the channels."""
     seed: int = 0
     """Seed of all randomness."""
 
@@ -113,7 +131,14 @@ class PairDataset(Dataset):
         n, c, h, w = self.hr.shape
         if h % self.scale or w % self.scale:
             raise GridMismatchError(f"hr patches {h}x{w} are not divisible by scale={self.scale}")
-        if self.degradation is None:
+        object.__setattr__(self, "bands", tuple(self.bands))
+        if self.degradation is not None and self.sensor_degradation is not None:
+            raise ConfigError("PairDataset takes degradation or sensor_degradation, not both")
+        if self.sensor_degradation is not None and len(self.bands) != c:
+            raise GridMismatchError(
+                f"hr has {c} bands but bands={self.bands}; pass the patches' band names"
+            )
+        if self.degradation is None and self.sensor_degradation is None:
             if self.lr is None:
                 raise ConfigError("PairDataset needs lr patches or a degradation to build them")
             want = (n, c, h // self.scale, w // self.scale)
@@ -153,6 +178,16 @@ class PairDataset(Dataset):
         seq = np.random.SeedSequence([self.seed, epoch, index])
         return int(seq.generate_state(1, dtype=np.uint32)[0])
 
+    def _sensor_lr(self, hr: torch.Tensor, epoch: int, index: int) -> torch.Tensor:
+        """LR of a normalised HR patch by the Sentinel-2 model, drawn for ``(epoch, index)``."""
+        norm = self.normalization
+        assert isinstance(norm, Normalization) and self.sensor_degradation is not None
+        rng = np.random.default_rng([self.seed, epoch, index, 2])
+        refl = norm.denormalize(hr.double().numpy()) / DN_SCALE
+        params = sample_params(self.sensor_degradation, rng, bands=self.bands)
+        lr = apply_degradation(refl, params, self.scale, rng)
+        return torch.from_numpy(norm.normalize(lr * DN_SCALE).astype(np.float32))
+
     def __getitem__(self, key: Key) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(lr, hr)`` float32 tensors ``(C, h, w)`` and ``(C, H, W)``."""
         epoch, index = key if isinstance(key, tuple) else (0, key)
@@ -164,6 +199,8 @@ class PairDataset(Dataset):
         hr = _dihedral(hr, code)
         if self.degradation is not None:
             lr = degrade(hr[None], scale=self.scale, config=self.degradation, generator=gen)[0]
+        elif self.sensor_degradation is not None:
+            lr = self._sensor_lr(hr, epoch, index)
         else:
             assert self.lr is not None  # checked in __post_init__
             lr = torch.from_numpy(norm.normalize(np.asarray(self.lr[index], dtype=np.float32)))

@@ -23,6 +23,7 @@ from s2scale.train.losses import (
     PerceptualLoss,
     discriminator_gan_loss,
     generator_gan_loss,
+    lowfreq_loss,
     pixel_loss,
 )
 
@@ -96,6 +97,7 @@ class Run:
                 random_backbone=cfg.random_backbone,
                 rgb_bands=_rgb_bands(cfg.bands),
                 seed=cfg.seed,
+                input_range=cfg.perceptual_range,
             ).to(self.device)
         log.info(
             "phase 2: %s discriminator, %s GAN, perceptual %s",
@@ -136,6 +138,10 @@ class Run:
             sr = self.gen(lr).float()
             loss_pix = pixel_loss(sr, hr)
             total = loss_pix if phase == 1 else cfg.pixel_weight * loss_pix  # type: ignore[operator]
+            if cfg.lowfreq_weight > 0:
+                loss_low = lowfreq_loss(sr, hr, cfg.lowfreq_px)
+                total = total + cfg.lowfreq_weight * loss_low
+                out["train/loss_lowfreq"] = loss_low
             if phase == 2:
                 if self.perceptual is not None:
                     loss_per = self.perceptual(sr, hr).float()

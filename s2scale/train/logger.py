@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 METRICS: tuple[str, ...] = (
     "train/loss_pixel",
+    "train/loss_lowfreq",
     "train/loss_perceptual",
     "train/loss_gan",
     "train/loss_d",

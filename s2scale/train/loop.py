@@ -3,7 +3,7 @@
 Phase 1 minimises the L1 loss only (SRCNN/SRResNet in the reference study stop here, set
 ``gan_steps=0``). Phase 2 starts from the phase-1 generator (its EMA when enabled, as Real-ESRGAN
 starts from Real-ESRNet's EMA weights), builds the discriminator and fresh Adam optimisers, and
-minimises ``pixel_weight * L1 + perceptual_weight * VGG19 + gan_weight * GAN`` while the
+minimises ``pixel_weight * L1 + perceptual_weight * VGG + gan_weight * GAN`` while the
 discriminator minimises its GAN loss.
 
 Runs are resumable bit for bit from ``checkpoints/step_*.pt`` (see :mod:`s2scale.train.state`):
@@ -56,7 +56,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     """Rows of ``metrics.csv`` (rank 0)."""
     perceptual_backbone: str | None = None
-    """Label of the VGG19 used by the perceptual loss, e.g. ``"random VGG19 (...)"``."""
+    """Label of the backbone of the perceptual loss, e.g. ``"random VGG19 (...)"``."""
     output_dir: Path = Path()
     """Run folder."""
 
@@ -115,8 +115,9 @@ def train(
     train_data
         Dataset of ``(lr, hr)`` float32 pairs ``(C, h, w)``/``(C, H, W)`` of normalised
         reflectance, usually a :class:`~s2scale.train.data.PairDataset` (its ``augment``,
-        ``degradation`` and ``seed`` are set from ``config``); any other map-style dataset is
-        indexed with plain integers and must then be deterministic itself for exact resume.
+        ``degradation``, ``sensor_degradation`` and ``seed`` are set from ``config``); any other
+        map-style dataset is indexed with plain integers and must then be deterministic itself
+        for exact resume.
     val_data
         Validation pairs (not augmented), or ``None`` to skip validation.
     progress
@@ -136,7 +137,7 @@ def train(
     ------
     CheckpointError
         If ``resume`` is not a training checkpoint of the same arch, or the perceptual loss'
-        VGG19 weights are missing (set ``perceptual_weights`` or ``random_backbone``).
+        VGG weights are missing (set ``perceptual_weights`` or ``random_backbone``).
     ConfigError
         If ``batch_size`` exceeds the training pairs per process, or the generator or
         discriminator kwargs are invalid.
@@ -229,6 +230,8 @@ def _configured(train_data: Dataset, config: TrainConfig) -> Dataset:
         normalization=train_data.normalization,
         augment=config.augment,
         degradation=config.degradation or train_data.degradation,
+        sensor_degradation=config.sensor_degradation or train_data.sensor_degradation,
+        bands=tuple(config.bands),
         seed=config.seed,
     )
 

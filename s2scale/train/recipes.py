@@ -3,15 +3,19 @@
 :func:`train_shipped` trains a TrainConfig (``s2scale/configs/train/<name>.yaml`` or any YAML) on
 a patch store (built by :func:`s2scale.train.sources.build_training_data` when none is given),
 evaluates it against bicubic on held-out data (:mod:`s2scale.train.evaluation`), and saves the
-fp16 checkpoint with its training summary. Command line::
+fp16 checkpoint with its training summary and its model card ``<name>.md``
+(:mod:`s2scale.train.cards`). Command line::
 
-    s2scale train --config srresnet --out s2scale/weights
-    s2scale train --config realesrgan --out s2scale/weights
+    s2scale train --config srresnet --out s2scale/weights       # CPU size (shipped)
+    s2scale train --config srresnet-gpu --out s2scale/weights   # full size, on a GPU
+
+for each of ``srcnn``, ``srresnet``, ``esrgan`` and ``realesrgan``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import platform
@@ -22,12 +26,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from s2scale.errors import ConfigError
 from s2scale.pairs import read_patch_store
+from s2scale.train.cards import write_model_card
+from s2scale.train.config import DataConfig
 from s2scale.train.evaluation import evaluate_all
+from s2scale.train.realdata import build_mixed_store, mixed_indices
 from s2scale.train.sources import DEFAULT_SEEDS, Progress, build_training_data
 
 __all__ = ["CONFIG_DIR", "resolve_config", "train_shipped", "warm_start"]
@@ -38,6 +46,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 """Where the package lies; only asked for its git commit (model card provenance)."""
 CONFIG_DIR = Path(str(resources.files("s2scale"))) / "configs" / "train"
 """Where ``<name>.yaml`` of the shipped generators live (package data)."""
+GPU_SUFFIX = "-gpu"
+"""``<name>-gpu.yaml`` trains the full-size ``<name>`` on a GPU and ships as ``<name>.pt``."""
 
 
 @torch.no_grad()
@@ -55,6 +65,8 @@ def warm_start(model: nn.Module) -> nn.Module:
     - ``realesrgan`` (x2, pixel-unshuffle layout): the mean of each 2x2 block (the
       pixel-unshuffled sub-pixels) upsampled by nearest neighbour and a tent filter (a blurred
       interpolator: a shift-invariant net cannot undo the unshuffle's phase at initialisation).
+    - ``esrgan`` (x2, trunk at LR resolution): exactly bilinear, as ``srresnet``.
+    - ``srcnn``: exactly its bicubic input (identity convolutions).
     """
     arch, bands = getattr(model, "arch", None), int(getattr(model, "bands", 4))
     if arch == "srresnet" and model.scale == 2:
@@ -100,7 +112,47 @@ def warm_start(model: nn.Module) -> nn.Module:
         for i in range(bands):
             model.conv_last.weight[i, i] = tent[:, None] * tent[None, :]
         return model
-    raise ConfigError(f"warm_start supports srresnet and realesrgan at x2, got {arch!r}")
+    if arch == "esrgan" and model.scale == 2:
+        # Trunk at LR resolution: identity conv_first, zero trunk residual (conv_body), identity
+        # conv_up1 / conv_hr after the nearest x2 stage, conv_last the [1, 2, 1] tent: exactly
+        # bilinear at initialisation (inputs >= 0 pass the LeakyReLUs unchanged).
+        nf = model.conv_first.out_channels
+        if nf < bands:
+            raise ConfigError(f"warm_start needs num_feat >= {bands}, got {nf}")
+        model.conv_first.weight[:bands].zero_()
+        model.conv_first.bias[:bands].zero_()
+        for i in range(bands):
+            model.conv_first.weight[i, i, 1, 1] = 1.0
+        model.conv_body.weight.zero_()
+        model.conv_body.bias.zero_()
+        for conv in (model.conv_up1, model.conv_hr):
+            conv.weight[:bands].zero_()
+            conv.bias[:bands].zero_()
+            for i in range(bands):
+                conv.weight[i, i, 1, 1] = 1.0
+        tent = torch.tensor([1.0, 2.0, 1.0]) / 4
+        model.conv_last.weight.zero_()
+        model.conv_last.bias.zero_()
+        for i in range(bands):
+            model.conv_last.weight[i, i] = tent[:, None] * tent[None, :]
+        return model
+    if arch == "srcnn":
+        # Identity through the three convolutions on the bicubic input: exactly bicubic at
+        # initialisation for inputs >= 0 (the ReLUs pass them); other channels stay random.
+        for conv, width in ((model.conv_first, 9), (model.conv_map, 5), (model.conv_last, 5)):
+            if conv.out_channels < bands and conv is not model.conv_last:
+                raise ConfigError(f"warm_start needs SRCNN widths >= {bands} channels")
+            conv.weight[:bands].zero_()
+            conv.bias[:bands].zero_()
+            for i in range(bands):
+                conv.weight[i, i, width // 2, width // 2] = 1.0
+        model.conv_last.weight.zero_()
+        for i in range(bands):
+            model.conv_last.weight[i, i, 2, 2] = 1.0
+        return model
+    raise ConfigError(
+        f"warm_start supports srcnn, srresnet, esrgan and realesrgan at x2, got {arch!r}"
+    )
 
 
 def _warm_start_state(cfg: Any, directory: Path, hr_px: int) -> Path:
@@ -178,9 +230,10 @@ def train_shipped(
     Parameters
     ----------
     name
-        Name of the run and of the checkpoint ``<name>.pt``.
+        Name of the run and of the checkpoint ``<name>.pt`` (a ``-gpu`` suffix is dropped from
+        the file name: ``srresnet-gpu`` ships as ``srresnet.pt``).
     out_dir
-        Folder of the checkpoint ``<name>.pt`` (e.g. ``s2scale/weights``).
+        Folder of the checkpoint (e.g. ``s2scale/weights``).
     config
         TrainConfig YAML or shipped config name (:func:`resolve_config`); default ``name``.
     store
@@ -215,10 +268,13 @@ def train_shipped(
     cfg = TrainConfig.from_yaml(cfg_path)
     work = Path(work_dir)
     cfg = dataclasses.replace(cfg, output_dir=str(work / name))
-    store_path = Path(store) if store is not None else work / "patches.zarr"
+    store_path = Path(store) if store is not None else work / _store_name(cfg)
     if store is None and (rebuild_data or not store_path.exists()):
-        build_training_data(store_path, seeds=seeds, scale=cfg.scale)
-    train_ds, val_ds, attrs = _datasets(store_path, cfg.scale)
+        if cfg.data is not None:
+            build_mixed_store(store_path, cfg.data, scale=cfg.scale)
+        else:
+            build_training_data(store_path, seeds=seeds, scale=cfg.scale)
+    train_ds, val_ds, attrs = _datasets(store_path, cfg.scale, cfg.data)
     log.info("%s: %d train / %d val pairs, %d steps",
              name, len(train_ds), len(val_ds or ()), cfg.total_steps)  # fmt: skip
     t0 = time.perf_counter()
@@ -231,8 +287,6 @@ def train_shipped(
     model = load_generator(result.generator_path, "cpu")
     ckpt = model.checkpoint
     metrics: dict[str, Any] = {"val": dict(result.metrics)}
-    if evaluate:
-        metrics["heldout"] = evaluate_all(model)
     summary = _card_summary(
         dict(ckpt.training),
         cfg=cfg,
@@ -248,29 +302,54 @@ def train_shipped(
             "provenance": attrs.get("provenance", {}),
             "hr_patch_px": hr_px,
             "lr_patch_px": int(train_ds.lr.shape[-1]),
+            "mix": cfg.data.weights if cfg.data is not None else None,
+            "epoch_mix": attrs.get("epoch_mix"),
+            "sensor_degradation": dataclasses.asdict(cfg.sensor_degradation)
+            if cfg.sensor_degradation is not None
+            else None,
         },
     )
-    out = Path(out_dir) / f"{name}.pt"
-    save_checkpoint(
-        out,
-        load_generator(result.generator_path, "cpu"),
-        bands=list(ckpt.bands),
-        normalization=ckpt.normalization,
-        arch=ckpt.arch,
-        kwargs=ckpt.kwargs,
-        scale=ckpt.scale,
-        training=summary,
-        metrics=metrics,
-        half=True,
-    )
+    summary["parameters"] = int(sum(p.numel() for p in model.parameters()))
+    out = Path(out_dir) / f"{name.removesuffix(GPU_SUFFIX)}.pt"
+    meta = {
+        "bands": list(ckpt.bands),
+        "normalization": ckpt.normalization,
+        "arch": ckpt.arch,
+        "kwargs": ckpt.kwargs,
+        "scale": ckpt.scale,
+        "training": summary,
+        "half": True,
+    }
+    save_checkpoint(out, model, metrics=metrics, **meta)
+    if evaluate:  # score the shipped fp16 weights, then store the scores with them
+        shipped = load_generator(out, "cpu")
+        metrics["heldout"] = evaluate_all(shipped)
+        save_checkpoint(out, shipped, metrics=metrics, **meta)
+    if cfg.data is not None:  # the card describes the mixed real-data store of `data:`
+        write_model_card(out)
     report = {"checkpoint": str(out), "training": summary, "metrics": metrics}
     (work / f"{name}.report.json").write_text(json.dumps(report, indent=2, default=str))
     log.info("%s: shipped %s after %.0fs", name, out, wall_s)
     return out
 
 
-def _datasets(store: Path, scale: int) -> tuple[Any, Any, dict[str, Any]]:
-    """Train and validation PairDatasets of a patch store whose scale must be ``scale``."""
+def _store_name(cfg: Any) -> str:
+    """Patch store file name of a config: one per data recipe, so configs can share it."""
+    if cfg.data is None:
+        return "patches.zarr"
+    text = json.dumps([dataclasses.asdict(cfg.data), cfg.scale], sort_keys=True, default=str)
+    return f"patches-{hashlib.sha256(text.encode()).hexdigest()[:10]}.zarr"
+
+
+def _datasets(
+    store: Path, scale: int, data: DataConfig | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Train and validation PairDatasets of a patch store whose scale must be ``scale``.
+
+    With ``data``, the training patches are drawn by :func:`~s2scale.train.realdata.
+    mixed_indices` with its mixing weights (``data.epoch_patches`` per epoch).
+    """
+    from s2scale.pairs import read_patch_provenance
     from s2scale.train.data import PairDataset
 
     lr_tr, hr_tr, attrs = read_patch_store(store, "train")
@@ -282,6 +361,19 @@ def _datasets(store: Path, scale: int) -> tuple[Any, Any, dict[str, Any]]:
             f"x{scale}; build pairs with scale={scale} or use a config with scale: {store_scale}"
         )
     norm = attrs["normalization"]
+    if data is not None:
+        prov = read_patch_provenance(store)
+        kinds = np.array([s.get("kind", "") for s in attrs["sources"]])
+        src = prov["source"][prov["split"] == 0]
+        kind_of = kinds[src]
+        groups = None
+        if data.balance == "files":
+            names = [str(s.get("file") or s.get("name")) for s in attrs["sources"]]
+            groups = np.array(names)[src]
+        n = data.epoch_patches or len(kind_of)
+        idx = mixed_indices(kind_of, data.weights, n, data.seed, groups=groups)
+        lr_tr, hr_tr = lr_tr[idx], hr_tr[idx]
+        attrs = {**attrs, "epoch_mix": {k: int((kind_of[idx] == k).sum()) for k in data.weights}}
     train_ds = PairDataset(hr=hr_tr, lr=lr_tr, scale=scale, normalization=norm)
     val_ds = (
         PairDataset(hr=hr_va[:96], lr=lr_va[:96], scale=scale, normalization=norm, augment=False)
@@ -325,11 +417,7 @@ def _card_summary(
             "torch": str(torch.__version__),
             "git_commit": _git_commit(),
             "data": data,
-            "perceptual_loss": (
-                f"{summary.get('perceptual_backbone')} (no ImageNet VGG19 available offline)"
-                if summary.get("perceptual_backbone")
-                else "none (L1 only)"
-            ),
+            "perceptual_loss": summary.get("perceptual_backbone") or "none (L1 only)",
         }
     )
     return json.loads(json.dumps(summary, default=str))

