@@ -6,52 +6,25 @@ traceback; any other exception keeps its traceback.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from s2scale import __version__
-from s2scale.errors import S2ScaleError
+from s2scale.cli_options import (
+    RUN_OPTIONS,
+    SEARCH_OPTIONS,
+    handle_errors,
+    run_config,
+    search_config,
+    with_options,
+)
 
 log = logging.getLogger("s2scale")
-
-
-def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn S2ScaleError into a clean message and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except S2ScaleError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
-
-    return wrapper
-
-
-def _config(search: dict[str, Any]) -> Any:
-    """RunConfig from ``--config`` (optional YAML), overridden by the search options given."""
-    from s2scale.config import RunConfig
-
-    config = search["config"]
-    cfg = RunConfig.from_yaml(config) if config else RunConfig()
-    return cfg.replace(
-        "catalog",
-        stac=search["stac"],
-        aoi=search["aoi"],
-        datetime=search["datetime_"],
-        max_cloud_cover=search["max_cloud"],
-        collection=search["collection"],
-        skip_errors=search["skip_errors"],
-    )
 
 
 def _bbox(text: str) -> tuple[float, float, float, float]:
@@ -75,53 +48,6 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-_common_search = [
-    click.option(
-        "--stac",
-        help="STAC API URL or local catalog file (ItemCollection JSON, "
-        "stac-geoparquet, static catalog).",
-        required=False,
-    ),
-    click.option(
-        "--aoi",
-        help="Area of interest: 'austria', a GeoJSON path, WKT or "
-        "'minx,miny,maxx,maxy' in degrees.",
-        default=None,
-    ),
-    click.option(
-        "--datetime",
-        "datetime_",
-        help="Period 'START/END' (ISO dates; '..' for open).",
-        default=None,
-    ),
-    click.option(
-        "--max-cloud",
-        type=click.FloatRange(0, 100),
-        default=None,
-        help="Keep scenes with eo:cloud_cover at most this percentage.",
-    ),
-    click.option("--collection", default=None, help="STAC collection id [sentinel-2-l2a]."),
-    click.option(
-        "--skip-errors",
-        is_flag=True,
-        default=None,
-        help="Skip and count malformed items and unreadable assets instead of failing.",
-    ),
-    click.option(
-        "--config",
-        type=click.Path(path_type=Path, exists=True, dir_okay=False),
-        default=None,
-        help="YAML run configuration; options given here override it.",
-    ),
-]
-
-
-def _search_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(_common_search):
-        func = option(func)
-    return func
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="s2scale")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
@@ -130,6 +56,10 @@ def main(verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
+    # HTTP and object-store clients log request headers (Authorization, security tokens) at
+    # DEBUG: keep them at INFO even under -vv so credentials never reach a log.
+    for name in ("botocore", "aiobotocore", "s3fs", "urllib3", "fsspec"):
+        logging.getLogger(name).setLevel(max(level, logging.INFO))
     # distributed configures its own INFO loggers when imported; keep the cluster quiet unless
     # asked (dask reads this before distributed is first imported).
     if not verbose:
@@ -154,7 +84,7 @@ def main(verbose: int) -> None:
     default=None,
     help="Simulate this area instead of the built-in one: 'minx,miny,maxx,maxy' in degrees.",
 )
-@_handle_errors
+@handle_errors
 def sample(out: Path, national: bool, seed: int, aoi: str | None) -> None:
     """Write the built-in simulated sample: COGs, orthophoto, 5 m truth and OUT/catalog.json."""
     from s2scale.errors import ConfigError
@@ -167,14 +97,14 @@ def sample(out: Path, national: bool, seed: int, aoi: str | None) -> None:
 
 
 @main.command()
-@_search_options
+@with_options(SEARCH_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print the normalised scenes as JSON.")
-@_handle_errors
+@handle_errors
 def search(as_json: bool, **search: Any) -> None:
     """Search Sentinel-2 L2A scenes and print them (id, date, tile, CRS, clouds, offset, hrefs)."""
     from s2scale.pipeline import run_search
 
-    cfg = _config(search)
+    cfg = search_config(search)
     result = run_search(cfg)
     if as_json:
         _echo_json(
@@ -191,7 +121,7 @@ def search(as_json: bool, **search: Any) -> None:
 
 
 @main.command()
-@_search_options
+@with_options(SEARCH_OPTIONS)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -216,7 +146,7 @@ def search(as_json: bool, **search: Any) -> None:
     default=None,
     help="auto, local, local-gpu, kubernetes or a scheduler address tcp://HOST:PORT [auto].",
 )
-@_handle_errors
+@handle_errors
 def cube(
     out: Path,
     chunk_px: int | None,
@@ -232,18 +162,13 @@ def cube(
     """
     from s2scale.pipeline import run_cube
 
-    cfg = _config(search).replace("cube", chunk_px=chunk_px).replace("cluster", kind=cluster)
+    cfg = search_config(search).replace("cube", chunk_px=chunk_px).replace("cluster", kind=cluster)
     report = run_cube(cfg, out, dry_run=dry_run, overwrite=overwrite)
     _echo_json(report)
 
 
 @main.command()
-@_search_options
-@click.option(
-    "--model",
-    default=None,
-    help="Shipped generator name (srresnet, realesrgan) or a checkpoint path [realesrgan].",
-)
+@with_options(RUN_OPTIONS)
 @click.option(
     "--out",
     required=True,
@@ -257,36 +182,10 @@ def cube(
     help="Super-resolve composites from this 's2scale cube' store instead of searching.",
 )
 @click.option(
-    "--region-px",
-    type=int,
-    default=None,
-    help="Edge of one output region (one work unit, one Zarr chunk) in 5 m pixels [2048].",
-)
-@click.option(
-    "--units-in-flight",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Work units on the cluster at once [2 per GPU worker].",
-)
-@click.option(
-    "--halo-px",
-    type=int,
-    default=None,
-    help="Context per chunk side in 10 m pixels [derived from the model].",
-)
-@click.option(
     "--cluster",
     default=None,
     help="auto, local, local-gpu, kubernetes or a scheduler "
     "address tcp://HOST:PORT [auto: local-gpu when CUDA GPUs are visible].",
-)
-@click.option("--crs", default=None, help="CRS of the national grid [EPSG:3035].")
-@click.option("--device", default=None, help="auto, cuda or cpu [auto].")
-@click.option(
-    "--random-weights",
-    is_flag=True,
-    default=None,
-    help="Use an untrained network of --model's architecture (benchmarks only).",
 )
 @click.option(
     "--overwrite",
@@ -300,31 +199,19 @@ def cube(
     help="Print the plan as JSON: scenes, zones, regions, units, tasks_total, output size, "
     "estimated GPU time; reads no pixels.",
 )
-@_handle_errors
+@handle_errors
 def upscale(
-    model: str | None,
     out: str,
     from_cube: Path | None,
-    region_px: int | None,
-    units_in_flight: int | None,
-    halo_px: int | None,
     cluster: str | None,
-    crs: str | None,
-    device: str | None,
-    random_weights: bool | None,
     overwrite: bool,
     dry_run: bool,
-    **search: Any,
+    **options: Any,
 ) -> None:
     """Super-resolve Sentinel-2 to a seamless national 5 m mosaic (resumable Zarr, COG, STAC)."""
     from s2scale.pipeline import run_upscale
 
-    cfg = _config(search)
-    cfg = cfg.replace(
-        "infer", model=model, halo_px=halo_px, device=device, random_weights=random_weights
-    )
-    cfg = cfg.replace("cluster", kind=cluster, units_in_flight=units_in_flight)
-    cfg = cfg.replace("mosaic", crs=crs, chunk_px=region_px)
+    cfg = run_config(options).replace("cluster", kind=cluster)
     report = run_upscale(cfg, out, dry_run=dry_run, overwrite=overwrite, from_cube=from_cube)
     _echo_json(report)
 
@@ -334,29 +221,184 @@ def upscale(
     "--out",
     type=click.Path(path_type=Path),
     required=True,
-    help="Patch store to write (Zarr v3: lr, hr, split).",
+    help="Patch store to write (Zarr v3: lr, hr, split, masks, provenance); resumed if it exists.",
+)
+@click.option(
+    "--orthophotos",
+    multiple=True,
+    help="Orthophotos: files, a folder, a glob ('tiles/*.tif'), a STAC JSON or a STAC API URL "
+    "(with --ortho-collection); repeat for more. Without it: the simulator's pairs (--seeds).",
+)
+@click.option("--ortho-collection", default=None, help="STAC collection of the orthophoto items.")
+@click.option(
+    "--ortho-date",
+    default=None,
+    help="Acquisition date YYYY-MM-DD of the orthophotos [their metadata: ACQUISITION_DATE].",
+)
+@click.option("--ortho-crs", default=None, help="CRS of orthophotos whose files have none.")
+@click.option(
+    "--ortho-bands",
+    default=None,
+    help="Orthophoto bands in file order, e.g. red,green,blue,nir [descriptions or count].",
+)
+@click.option(
+    "--bands", default=None, help="Store bands, e.g. blue,green,red [those of the orthophotos]."
+)
+@click.option("--stac", default=None, help="Sentinel-2 STAC API URL or local catalog file.")
+@click.option("--collection", default=None, help="Sentinel-2 STAC collection [sentinel-2-l2a].")
+@click.option(
+    "--max-cloud",
+    type=click.FloatRange(0, 100),
+    default=None,
+    help="Search only scenes with eo:cloud_cover at most this percentage.",
+)
+@click.option(
+    "--window-days",
+    type=click.IntRange(0),
+    default=None,
+    help="Largest time distance between orthophoto and observation, days [30].",
+)
+@click.option(
+    "--observations",
+    type=click.IntRange(1),
+    default=None,
+    help="Nearest clear observations per orthophoto, one task group each [1].",
+)
+@click.option(
+    "--composite",
+    is_flag=True,
+    default=None,
+    help="Pair each orthophoto with the median composite of its observations.",
+)
+@click.option(
+    "--min-clear",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Least clear share (SCL) of the orthophoto's footprint in an observation [0.9].",
+)
+@click.option("--ssim-min", type=float, default=None, help="SSIM filter threshold [0.45].")
+@click.option(
+    "--max-shift", type=float, default=None, help="Largest displacement kept, LR pixels [0.5]."
+)
+@click.option("--no-coregister", is_flag=True, help="Do not correct the measured displacement.")
+@click.option("--lr-patch-px", type=int, default=None, help="LR patch edge, 10 m pixels [96].")
+@click.option("--stride-px", type=int, default=None, help="Patch lattice step [the patch edge].")
+@click.option(
+    "--block-m", type=float, default=None, help="Edge of the split blocks, metres [4 patches]."
+)
+@click.option("--seed", type=int, default=None, help="Seed of the split's block draws [0].")
+@click.option(
+    "--cluster",
+    default=None,
+    help="auto, local, local-gpu, kubernetes or a scheduler address tcp://HOST:PORT [auto].",
+)
+@click.option(
+    "--groups-in-flight",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Task groups on the cluster at once [twice the cluster's threads].",
+)
+@click.option(
+    "--skip-errors",
+    is_flag=True,
+    default=None,
+    help="Leave out and count bad orthophotos (no CRS, no date, bands, no scene, cloudy) "
+    "and failed groups instead of stopping.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace a store of another configuration.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan (orthophotos, scenes, candidate observations) without reading pixels.",
+)
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="YAML with sections catalog, cluster and pairs; options given here override it.",
 )
 @click.option(
     "--seeds",
-    default="11,12,13,14,15,16",
-    show_default=True,
-    help="Comma-separated simulator seeds (one simulated area each).",
+    default=None,
+    help="Simulator mode: comma-separated simulator seeds [11,12,13,14,15,16].",
 )
 @click.option(
     "--no-real-ortho",
     is_flag=True,
-    help="Leave out the real Zurich orthophoto in $S2SCALE_SHARED_DATA/orthophoto (simulated LR).",
+    help="Simulator mode: leave out the real Zurich orthophoto in $S2SCALE_SHARED_DATA/orthophoto.",
 )
-@_handle_errors
-def pairs(out: Path, seeds: str, no_real_ortho: bool) -> None:
-    """Build (lr, hr) training pairs: study-style orthophoto pairs and Wald-protocol pairs."""
+@handle_errors
+def pairs(
+    out: Path,
+    orthophotos: tuple[str, ...],
+    stac: str | None,
+    collection: str | None,
+    max_cloud: float | None,
+    cluster: str | None,
+    groups_in_flight: int | None,
+    skip_errors: bool | None,
+    overwrite: bool,
+    dry_run: bool,
+    config: Path | None,
+    seeds: str | None,
+    no_real_ortho: bool,
+    no_coregister: bool,
+    **options: Any,
+) -> None:
+    """Build (lr, hr) training pairs from orthophotos and Sentinel-2 on a Dask cluster.
+
+    For each orthophoto, the nearest clear Sentinel-2 observations within --window-days are
+    paired with it on the tile's UTM grid (HR 5 m nested in the 10 m pixels): mean filter and
+    area resampling, co-registration check, histogram matching, 96/192 px patches, SSIM filter,
+    spatial split. Without --orthophotos, the simulator's study-style and Wald-protocol pairs
+    are written instead (--seeds).
+    """
+    import yaml
+
+    from s2scale.config import RunConfig
+    from s2scale.errors import ConfigError
+    from s2scale.pairs import PairsConfig
     from s2scale.pipeline import run_pairs
 
-    _echo_json(
-        run_pairs(
-            out, seeds=[int(v) for v in seeds.split(",")], include_real_ortho=not no_real_ortho
-        )
-    )
+    sections: dict[str, Any] = {}
+    if config is not None:
+        try:
+            sections = yaml.safe_load(config.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read config {str(config)!r}: {err}") from err
+        if not isinstance(sections, dict):
+            raise ConfigError(f"config {str(config)!r} must be a mapping of sections")
+    pairs_section = dict(sections.pop("pairs", None) or {})
+    known = set(PairsConfig.__dataclass_fields__)
+    bad = sorted(set(pairs_section) - known)
+    if bad:
+        raise ConfigError(f"unknown keys {bad} in section 'pairs'; known: {sorted(known)}")
+    cfg = RunConfig.from_dict(sections)
+    cfg = cfg.replace("catalog", stac=stac, collection=collection, max_cloud_cover=max_cloud,
+                      skip_errors=skip_errors)  # fmt: skip
+    cfg = cfg.replace("cluster", kind=cluster)
+    mapping = {"max_shift": "max_shift_px"}
+    changes = {mapping.get(k, k): v for k, v in options.items()}
+    if orthophotos:
+        changes["orthophotos"] = orthophotos
+    if no_coregister:
+        changes["coregister"] = False
+    changes["groups_in_flight"] = groups_in_flight
+    pcfg = PairsConfig(**pairs_section).replace(**changes)
+    if pcfg.orthophotos:
+        if seeds or no_real_ortho:
+            raise ConfigError(
+                "--seeds and --no-real-ortho belong to the simulator mode; leave them out "
+                "with --orthophotos"
+            )
+        report = run_pairs(out, config=pcfg, run=cfg, overwrite=overwrite, dry_run=dry_run)
+    else:
+        try:
+            chosen = [int(v) for v in seeds.split(",")] if seeds else None
+        except ValueError as err:
+            raise ConfigError(f"--seeds {seeds!r} is not a comma-separated list of ints") from err
+        report = run_pairs(out, seeds=chosen, include_real_ortho=not no_real_ortho)
+    _echo_json(report)
 
 
 @main.command()
@@ -390,7 +432,7 @@ def pairs(out: Path, seeds: str, no_real_ortho: bool) -> None:
     help="Random initialisation instead of the interpolating warm start.",
 )
 @click.option("--no-eval", is_flag=True, help="Skip the held-out evaluation against bicubic.")
-@_handle_errors
+@handle_errors
 def train(
     config: str, out: Path, data: Path | None, work: Path, cold_start: bool, no_eval: bool
 ) -> None:
@@ -410,7 +452,7 @@ def train(
 )
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier run in OUT.")
 @click.option("--model", default=None, help="Shipped generator name or checkpoint [realesrgan].")
-@_handle_errors
+@handle_errors
 def demo(out: Path, overwrite: bool, model: str | None) -> None:
     """Run the main job on the built-in sample (no internet, no cluster to set up).
 
@@ -424,6 +466,15 @@ def demo(out: Path, overwrite: bool, model: str | None) -> None:
     _echo_json(report)
     click.echo(f"done: outputs in {out.resolve()}", err=True)
 
+
+from s2scale.evaluate.cli import evaluate, weights  # noqa: E402  (commands defined there)
+
+main.add_command(evaluate)
+main.add_command(weights)
+
+from s2scale.deploy.cli import deploy  # noqa: E402  (a group of its own package)
+
+main.add_command(deploy)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
