@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from s2scale.config import ClusterConfig
@@ -34,9 +35,35 @@ from s2scale.errors import S2ScaleError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["ClusterConfig", "cuda_device_count", "make_client", "resolve_kind"]
+__all__ = ["ClusterConfig", "close_client", "cuda_device_count", "make_client", "resolve_kind"]
 
 log = logging.getLogger(__name__)
+
+_STARTED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+"""Clients of :func:`make_client` -> the cluster object it started for them (local, local-gpu,
+kubernetes). ``Client(cluster).close()`` leaves such a cluster running; :func:`close_client`
+closes both."""
+
+
+def _own(cluster: Any) -> Client:
+    """A client of ``cluster``, recorded so that :func:`close_client` also closes the cluster."""
+    from distributed import Client
+
+    client = Client(cluster)
+    _STARTED[client] = cluster
+    return client
+
+
+def close_client(client: Any) -> None:
+    """Close a client of :func:`make_client` and the cluster it started (none for an address).
+
+    A client connected to a running scheduler (``kind`` an address) is only disconnected: the
+    scheduler and its workers belong to someone else.
+    """
+    cluster = _STARTED.pop(client, None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
 
 
 def cuda_device_count() -> int:
@@ -62,8 +89,8 @@ def resolve_kind(cfg: ClusterConfig) -> str:
 def make_client(cfg: ClusterConfig | None = None) -> Client:
     """Start (or connect to) the cluster of ``cfg`` and return a client.
 
-    The caller owns the client: close it (``client.close()``; local clusters close with it) or
-    use it as a context manager.
+    The caller owns the client: close it with :func:`close_client`, which also closes a cluster
+    started here (``client.close()`` alone leaves a local cluster's workers running).
 
     Raises
     ------
@@ -86,7 +113,7 @@ def make_client(cfg: ClusterConfig | None = None) -> Client:
             resources={"GPU": 1},
             dashboard_address=cfg.dashboard_address,
         )
-        client = Client(cluster)
+        client = _own(cluster)
     elif kind == "local-gpu":
         client = _local_gpu_client(cfg)
     elif kind == "address":
@@ -119,7 +146,6 @@ def _local_gpu_client(cfg: ClusterConfig) -> Client:
         raise ImportError(
             "cluster 'local-gpu' needs dask-cuda: pip install 's2scale[gpu]'"
         ) from err
-    from distributed import Client
 
     kwargs: dict[str, Any] = {
         "threads_per_worker": cfg.threads_per_worker,
@@ -129,7 +155,7 @@ def _local_gpu_client(cfg: ClusterConfig) -> Client:
     }
     if cfg.n_workers is not None:
         kwargs["CUDA_VISIBLE_DEVICES"] = list(range(min(cfg.n_workers, n_gpus)))
-    return Client(LocalCUDACluster(**kwargs))
+    return _own(LocalCUDACluster(**kwargs))
 
 
 def _kubernetes_client(cfg: ClusterConfig) -> Client:
@@ -140,7 +166,6 @@ def _kubernetes_client(cfg: ClusterConfig) -> Client:
         raise ImportError(
             "cluster 'kubernetes' needs dask-kubernetes: pip install 's2scale[deploy]'"
         ) from err
-    from distributed import Client
 
     spec = make_cluster_spec(
         name=cfg.k8s_name,
@@ -159,4 +184,4 @@ def _kubernetes_client(cfg: ClusterConfig) -> Client:
     # The limits above apply to scheduler and workers alike; the scheduler needs no GPU.
     spec["spec"]["scheduler"]["spec"]["containers"][0]["resources"] = {}
     cluster = KubeCluster(custom_cluster_spec=spec, namespace=cfg.k8s_namespace)
-    return Client(cluster)
+    return _own(cluster)

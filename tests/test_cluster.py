@@ -1,18 +1,38 @@
+import os
+import time
+
 import pytest
 
-from s2scale.cluster import make_client, resolve_kind
+from s2scale.cluster import close_client, make_client, resolve_kind
 from s2scale.config import ClusterConfig, RunConfig
 from s2scale.errors import ConfigError, S2ScaleError
 
 
 def test_local_cluster_has_processes_and_gpu_slots():
     cfg = ClusterConfig(kind="local", n_workers=2, threads_per_worker=1, dashboard_address=":0")
-    with make_client(cfg) as client:
+    client = make_client(cfg)
+    try:
         info = client.scheduler_info()["workers"]
         assert len(info) == 2
         assert all(w["resources"] == {"GPU": 1} for w in info.values())
         pids = set(client.run(lambda: __import__("os").getpid()).values())
         assert len(pids) == 2  # real worker processes
+    finally:
+        close_client(client)
+    # the cluster started for the client is gone with it: no worker process keeps running
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for its parent counts as gone
+        return f.read().split()[2] != "Z"
 
 
 def test_auto_picks_local_without_gpu(monkeypatch):

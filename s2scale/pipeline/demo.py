@@ -73,7 +73,7 @@ def run_demo(
     | SR | truth), ``OUT/report.json`` and ``OUT/report.md``.
     """
     from s2scale import metrics
-    from s2scale.cluster import make_client
+    from s2scale.cluster import close_client, make_client
     from s2scale.config import ClusterConfig
     from s2scale.cubestore import open_cube_store
     from s2scale.mosaic import open_mosaic, quicklook
@@ -100,7 +100,7 @@ def run_demo(
             from_cube=out / "composites.zarr",
         )  # fmt: skip
     finally:
-        client.close()
+        close_client(client)
     grid = TargetGrid(crs=report["upscale"]["grid"]["crs"],
                       resolution_m=report["upscale"]["grid"]["resolution_m"],
                       bounds=tuple(report["upscale"]["grid"]["bounds"]))  # fmt: skip

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from s2scale import catalog
+from s2scale.cluster import close_client
 from s2scale.config import CatalogConfig, ClusterConfig, RunConfig
 from s2scale.errors import ConfigError, NoScenesFoundError, S2ScaleError
 from s2scale.pairs import (
@@ -505,7 +506,7 @@ def run_stac_pairs(
         groups_s = time.perf_counter() - t0
     finally:
         if own:
-            client.close()
+            close_client(client)
     records = store.done_groups()
     new = [records[s.gid] for s in todo_g if s.gid in records]
     summary = _summary(records, skips.items, store.surveys())

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from s2scale import catalog, cubestore
+from s2scale.cluster import close_client
 from s2scale.config import RunConfig
 from s2scale.errors import ClusterError, ConfigError
 from s2scale.grid import TargetGrid
@@ -169,7 +170,7 @@ def run_upscale(
             )  # fmt: skip
     finally:
         if own:
-            client.close()
+            close_client(client)
     report["regions_computed"] = waves.finished
     report["regions_reused"] = len(plan.units) - len(todo)
     report["regions_failed"] = waves.failed
@@ -390,7 +391,7 @@ def run_cube(
             )  # fmt: skip
     finally:
         if own:
-            client.close()
+            close_client(client)
     report["regions_computed"] = waves.finished
     report["regions_reused"] = len(units) - len(todo)
     report["regions_failed"] = waves.failed
