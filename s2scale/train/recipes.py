@@ -51,6 +51,26 @@ GPU_SUFFIX = "-gpu"
 
 
 @torch.no_grad()
+def _identity_(conv: torch.nn.Conv2d, bands: int, centre: int) -> None:
+    """Output channel ``i < bands`` of ``conv`` passes input channel ``i`` through unchanged."""
+    conv.weight[:bands].zero_()
+    conv.bias[:bands].zero_()
+    for i in range(bands):
+        conv.weight[i, i, centre, centre] = 1.0
+
+
+def _tent_(conv: torch.nn.Conv2d, bands: int, window: slice) -> None:
+    """Zero ``conv``, then filter band ``i`` with the ``[1, 2, 1]`` tent in ``window``.
+
+    After a nearest-neighbour x2 this makes bilinear upsampling.
+    """
+    tent = torch.tensor([1.0, 2.0, 1.0]) / 4
+    conv.weight.zero_()
+    conv.bias.zero_()
+    for i in range(bands):
+        conv.weight[i, i, window, window] = tent[:, None] * tent[None, :]
+
+
 def warm_start(model: nn.Module) -> nn.Module:
     """Initialise a generator close to a plain interpolator, so L1 training starts from there.
 
@@ -73,11 +93,7 @@ def warm_start(model: nn.Module) -> nn.Module:
         nf = model.conv_first.out_channels
         if nf < bands:
             raise ConfigError(f"warm_start needs num_feat >= {bands}, got {nf}")
-        w = model.conv_first.weight
-        w[:bands].zero_()
-        model.conv_first.bias[:bands].zero_()
-        for i in range(bands):
-            w[i, i, 4, 4] = 1.0
+        _identity_(model.conv_first, bands, 4)
         model.bn_body.weight.zero_()
         model.bn_body.bias.zero_()
         up = model.upsample[0][0]
@@ -85,11 +101,7 @@ def warm_start(model: nn.Module) -> nn.Module:
             up.weight[i * 4 : i * 4 + 4].zero_()
             up.bias[i * 4 : i * 4 + 4].zero_()
             up.weight[i * 4 : i * 4 + 4, i, 1, 1] = 1.0
-        tent = torch.tensor([1.0, 2.0, 1.0]) / 4
-        model.conv_last.weight.zero_()
-        model.conv_last.bias.zero_()
-        for i in range(bands):
-            model.conv_last.weight[i, i, 3:6, 3:6] = tent[:, None] * tent[None, :]
+        _tent_(model.conv_last, bands, slice(3, 6))
         return model
     if arch == "realesrgan" and model.scale == 2:
         nf = model.conv_first.out_channels
@@ -102,15 +114,8 @@ def warm_start(model: nn.Module) -> nn.Module:
         model.conv_body.weight.zero_()
         model.conv_body.bias.zero_()
         for conv in (model.conv_up1, model.conv_up2, model.conv_hr):
-            conv.weight[:bands].zero_()
-            conv.bias[:bands].zero_()
-            for i in range(bands):
-                conv.weight[i, i, 1, 1] = 1.0
-        tent = torch.tensor([1.0, 2.0, 1.0]) / 4
-        model.conv_last.weight.zero_()
-        model.conv_last.bias.zero_()
-        for i in range(bands):
-            model.conv_last.weight[i, i] = tent[:, None] * tent[None, :]
+            _identity_(conv, bands, 1)
+        _tent_(model.conv_last, bands, slice(None))
         return model
     if arch == "esrgan" and model.scale == 2:
         # Trunk at LR resolution: identity conv_first, zero trunk residual (conv_body), identity
@@ -119,22 +124,12 @@ def warm_start(model: nn.Module) -> nn.Module:
         nf = model.conv_first.out_channels
         if nf < bands:
             raise ConfigError(f"warm_start needs num_feat >= {bands}, got {nf}")
-        model.conv_first.weight[:bands].zero_()
-        model.conv_first.bias[:bands].zero_()
-        for i in range(bands):
-            model.conv_first.weight[i, i, 1, 1] = 1.0
+        _identity_(model.conv_first, bands, 1)
         model.conv_body.weight.zero_()
         model.conv_body.bias.zero_()
         for conv in (model.conv_up1, model.conv_hr):
-            conv.weight[:bands].zero_()
-            conv.bias[:bands].zero_()
-            for i in range(bands):
-                conv.weight[i, i, 1, 1] = 1.0
-        tent = torch.tensor([1.0, 2.0, 1.0]) / 4
-        model.conv_last.weight.zero_()
-        model.conv_last.bias.zero_()
-        for i in range(bands):
-            model.conv_last.weight[i, i] = tent[:, None] * tent[None, :]
+            _identity_(conv, bands, 1)
+        _tent_(model.conv_last, bands, slice(None))
         return model
     if arch == "srcnn":
         # Identity through the three convolutions on the bicubic input: exactly bicubic at
@@ -142,10 +137,7 @@ def warm_start(model: nn.Module) -> nn.Module:
         for conv, width in ((model.conv_first, 9), (model.conv_map, 5), (model.conv_last, 5)):
             if conv.out_channels < bands and conv is not model.conv_last:
                 raise ConfigError(f"warm_start needs SRCNN widths >= {bands} channels")
-            conv.weight[:bands].zero_()
-            conv.bias[:bands].zero_()
-            for i in range(bands):
-                conv.weight[i, i, width // 2, width // 2] = 1.0
+            _identity_(conv, bands, width // 2)
         model.conv_last.weight.zero_()
         for i in range(bands):
             model.conv_last.weight[i, i, 2, 2] = 1.0
