@@ -124,7 +124,8 @@ def plan_gpu_hours(
     -------
     dict
         ``aoi``, ``model``, ``units``, ``output_mpx``, ``mpx_per_s`` (one GPU worker, end to end),
-        ``device``, ``record``, ``gpu_hours``, ``gpus``, ``wall_hours``.
+        ``device`` (``cpu`` or ``cuda``), ``device_name`` (the record's CPU or GPU),
+        ``record``, ``gpu_hours``, ``gpus``, ``wall_hours``.
 
     Raises
     ------
@@ -149,7 +150,8 @@ def plan_gpu_hours(
         "resolution_m": cfg.mosaic.resolution_m,
         "output_mpx": round(report["output_pixels"] / 1e6, 1),
         "mpx_per_s": estimate["mpx_per_s"],
-        "device": estimate["device"],
+        "device": estimate["device_kind"],
+        "device_name": estimate["device"],
         "record": estimate["record"],
         "gpu_hours": round(gpu_hours, 2),
         "gpus": gpus,
@@ -164,7 +166,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"AOI          {p['aoi']} ({p['units']} work units of {p['region_px']} px)",
         f"model        {p['model']}",
         f"output       {p['output_mpx']:,.1f} Mpx at {p['resolution_m']:g} m",
-        f"throughput   {p['mpx_per_s']} Mpx/s per worker, end to end ({p['device']}, "
+        f"throughput   {p['mpx_per_s']} Mpx/s per worker, end to end ({p['device_name']}, "
         f"{p['record']})",
         f"GPU time     {p['gpu_hours']:,.2f} GPU-hours",
         f"wall clock   {p['wall_hours']:,.2f} h on {p['gpus']} GPU worker"

@@ -91,8 +91,23 @@ def upscale_block(block: np.ndarray, *, predict: Predictor, margin: int, scale: 
     return out[..., m : h - m, m : w - m]
 
 
-def _upscale_chunk(block: np.ndarray, *, margin: int, scale: int, predict: Predictor) -> np.ndarray:
-    """Dask task: the kernel with a (plain-valued) predictor."""
+def _upscale_chunk(
+    block: np.ndarray,
+    *,
+    margin: int,
+    scale: int,
+    predict: Predictor,
+    mirror: tuple[bool, bool] = (False, False),
+) -> np.ndarray:
+    """Dask task: the kernel with a (plain-valued) predictor.
+
+    ``mirror`` (y, x): that axis is one chunk that came without its halo; it is mirrored here
+    (``numpy.pad`` ``"symmetric"``: the values of Dask's ``boundary="reflect"``, for any width,
+    also wider than the chunk).
+    """
+    if any(mirror):
+        width = [(0, 0)] * (block.ndim - 2) + [(margin, margin) if m else (0, 0) for m in mirror]
+        block = np.pad(block, width, mode="symmetric")
     return upscale_block(block, predict=predict, margin=margin, scale=scale)
 
 
@@ -168,7 +183,8 @@ def upscale_dask(
         Block upscaler; a :class:`TorchPredictor` keeps the graph small (plain values only).
     margin_px
         Halo per spatial side in LR px; spatial chunks must be >= ``2 * margin_px`` (a smaller
-        last chunk is merged into its neighbour; a single chunk needs >= ``margin_px``).
+        last chunk is merged into its neighbour; an axis of one chunk may be of any size: its
+        halo is mirrored inside the task).
     scale
         Upscaling factor.
     chunk_px
@@ -194,11 +210,10 @@ def upscale_dask(
     arr = arr.rechunk(spec)
     regular = [c for ax in yx for c in arr.chunks[ax][:-1]]
     arr = arr.rechunk({ax: _merge_tail(arr.chunks[ax], 2 * margin_px) for ax in yx})
-    smallest = min(min(arr.chunks[ax]) for ax in yx)
-    if (regular and min(regular) < 2 * margin_px) or smallest < margin_px:
+    if regular and min(regular) < 2 * margin_px:
         raise GridMismatchError(
             f"margin_px={margin_px} needs spatial chunks >= {2 * margin_px}px, got chunks of "
-            f"{min(regular or [smallest])}px (array {arr.shape[-2]}x{arr.shape[-1]}); increase "
+            f"{min(regular)}px (array {arr.shape[-2]}x{arr.shape[-1]}); increase "
             "chunk_px (cube.chunk_px) or lower halo_px"
         )
     if align > 1 and (
@@ -209,7 +224,9 @@ def upscale_dask(
             f"halo_px={margin_px} and chunks {arr.chunks[-2]} x {arr.chunks[-1]}; use an even "
             "chunk_px and halo_px"
         )
-    depth = dict.fromkeys(yx, margin_px)
+    # One-chunk axes get their (mirrored) halo inside the task, so they may be smaller than it.
+    mirror = tuple(len(arr.chunks[ax]) == 1 for ax in yx)
+    depth = {ax: 0 if m else margin_px for ax, m in zip(yx, mirror, strict=True)}
     padded = da.overlap.overlap(arr, depth=depth, boundary=dict.fromkeys(yx, "reflect"))
     out_chunks = (*arr.chunks[:-2], *(tuple(c * scale for c in arr.chunks[ax]) for ax in yx))
     with dask.annotate(resources={"GPU": 1}):
@@ -218,6 +235,7 @@ def upscale_dask(
             margin=margin_px,
             scale=scale,
             predict=predict,
+            mirror=mirror,
             chunks=out_chunks,
             dtype=np.uint16,
             meta=np.empty((0,) * arr.ndim, np.uint16),
@@ -470,7 +488,7 @@ def upscale(
     CheckpointError
         Missing or invalid checkpoint.
     GridMismatchError
-        Chunks smaller than ``2 * halo_px`` (or not aligned for Real-ESRGAN).
+        Chunks (but one spanning an axis) smaller than ``2 * halo_px``, or not aligned for
 
     Notes
     -----

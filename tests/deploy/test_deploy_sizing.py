@@ -106,6 +106,7 @@ def test_plan_cli_with_the_shipped_records(sample):
     rate = json.loads(newest.read_text())["results"]["realesrgan"]["end_to_end_mpx_s"]
     assert plan["record"] == newest.name and plan["mpx_per_s"] == rate
     assert plan["device"] == "cpu" and plan["gpus"] == 8
+    assert plan["device_name"] == json.loads(newest.read_text())["results"]["device_name"]
     text = (
         CliRunner()
         .invoke(

@@ -61,6 +61,20 @@ def test_known_receptive_field_chunked_equals_reflect_padded_whole(chunk):
     assert (out[:, 40:48, 6:18] == 0).all()
 
 
+@pytest.mark.parametrize(("shape", "chunks"), [((4, 7, 5), (4, 7, 5)), ((4, 45, 5), (4, 15, 5))])
+def test_an_axis_of_one_chunk_may_be_smaller_than_the_halo(shape, chunks):
+    """An image narrower than the halo (a held-out strip, a small AOI) is mirrored as a whole."""
+    data = field(shape, 3)
+    arr = da.from_array(data, chunks=chunks)
+    margin = 6  # wider than the 5 px axis: mirrored more than once, as numpy.pad does
+    out = upscale_dask(arr, box_sum_block, margin_px=margin, scale=2)
+    assert out.shape == (4, 2 * shape[1], 10)
+    padded = np.pad(data, ((0, 0), (margin, margin), (margin, margin)), mode="symmetric")
+    m = 2 * margin
+    want = box_sum_block(padded)[:, m:-m, m:-m]
+    np.testing.assert_array_equal(out.compute(scheduler="sync"), want)
+
+
 def test_graph_wrapper_validates_chunks():
     arr = da.zeros((4, 40, 40), dtype=np.uint16, chunks=(4, 10, 10))
     with pytest.raises(GridMismatchError, match=r"margin_px=6 needs spatial chunks >= 12px"):
