@@ -59,6 +59,7 @@ def _identity_(conv: torch.nn.Conv2d, bands: int, centre: int) -> None:
         conv.weight[i, i, centre, centre] = 1.0
 
 
+@torch.no_grad()
 def _tent_(conv: torch.nn.Conv2d, bands: int, window: slice) -> None:
     """Zero ``conv``, then filter band ``i`` with the ``[1, 2, 1]`` tent in ``window``.
 
@@ -71,6 +72,7 @@ def _tent_(conv: torch.nn.Conv2d, bands: int, window: slice) -> None:
         conv.weight[i, i, window, window] = tent[:, None] * tent[None, :]
 
 
+@torch.no_grad()
 def warm_start(model: nn.Module) -> nn.Module:
     """Initialise a generator close to a plain interpolator, so L1 training starts from there.
 

@@ -143,3 +143,33 @@ def test_training_refuses_a_store_of_another_scale(tiny_store):
     assert attrs["scale"] == 2 and train_ds.hr.shape[-1] == 2 * train_ds.lr.shape[-1]
     with pytest.raises(ConfigError, match="holds x2 pairs but the config trains x4"):
         _datasets(tiny_store, 4)
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [("srcnn", "bicubic"), ("srresnet", "bilinear"), ("esrgan", "bilinear"), ("realesrgan", None)],
+)
+def test_warm_start_of_each_shipped_size_starts_as_an_interpolator(name, mode):
+    """On a freshly built (grad-enabled) generator of the shipped config's size."""
+    import torch.nn.functional as F
+    import yaml
+
+    from s2scale.models import build_generator
+    from s2scale.train.recipes import warm_start
+
+    kwargs = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())["arch_kwargs"]
+    model = warm_start(build_generator(name, 4, 2, seed=0, **kwargs)).eval()
+    assert all(p.requires_grad for p in model.parameters())
+    x = torch.rand(1, 4, 24, 24, generator=torch.Generator().manual_seed(0)) * 0.3 + 0.05
+    with torch.no_grad():
+        y = model(x)
+    inner = (..., slice(8, -8), slice(8, -8))
+    if mode is not None:  # exactly the interpolator away from the edges
+        ref = F.interpolate(x, scale_factor=2, mode=mode, align_corners=False)
+        torch.testing.assert_close(y[inner], ref[inner], atol=1e-6, rtol=0)
+    else:  # Real-ESRGAN: a blurred interpolator: flat stays flat, the mean is kept
+        with torch.no_grad():
+            flat = model(torch.full((1, 4, 24, 24), 0.2))
+        torch.testing.assert_close(flat[inner], torch.full_like(flat[inner], 0.2), atol=1e-6,
+                                   rtol=0)
+        assert abs(y[inner].mean() / x[..., 4:-4, 4:-4].mean() - 1) < 0.01
