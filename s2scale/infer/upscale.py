@@ -102,13 +102,13 @@ def _upscale_chunk(
     """Dask task: the kernel with a (plain-valued) predictor.
 
     ``mirror`` (y, x): that axis is one chunk that came without its halo; it is mirrored here
-    (``numpy.pad`` ``"symmetric"``: the values of Dask's ``boundary="reflect"``, for any width,
-    also wider than the chunk).
+    by :func:`upscale_window_block` (``numpy.pad`` ``"symmetric"``: the values of Dask's
+    ``boundary="reflect"``, for any width, also wider than the chunk).
     """
-    if any(mirror):
-        width = [(0, 0)] * (block.ndim - 2) + [(margin, margin) if m else (0, 0) for m in mirror]
-        block = np.pad(block, width, mode="symmetric")
-    return upscale_block(block, predict=predict, margin=margin, scale=scale)
+    my, mx = (margin if m else 0 for m in mirror)
+    return upscale_window_block(
+        block, predict=predict, margin=margin, scale=scale, pad=(my, my, mx, mx)
+    )
 
 
 def upscale_window_block(
@@ -125,7 +125,7 @@ def upscale_window_block(
     Parameters
     ----------
     block
-        ``(C, y, x)`` uint16 DN (0 = no data): a core window plus ``margin`` px of real context
+        ``(..., y, x)`` uint16 DN (0 = no data): a core window plus ``margin`` px of real context
         on each side, less ``pad`` ``(top, bottom, left, right)`` px where the source array ended.
     predict, margin, scale
         As in :func:`upscale_block`; missing context is mirrored (``numpy.pad`` ``"symmetric"``,
@@ -138,7 +138,7 @@ def upscale_window_block(
     Returns
     -------
     numpy.ndarray
-        ``(C, rows, cols)`` uint16 at ``scale`` times the resolution.
+        ``(..., rows, cols)`` uint16 at ``scale`` times the resolution.
 
     Examples
     --------
@@ -149,11 +149,12 @@ def upscale_window_block(
     """
     top, bottom, left, right = pad
     if any(pad):
-        block = np.pad(block, ((0, 0), (top, bottom), (left, right)), mode="symmetric")
+        width = ((0, 0),) * (block.ndim - 2) + ((top, bottom), (left, right))
+        block = np.pad(block, width, mode="symmetric")
     out = upscale_block(block, predict=predict, margin=margin, scale=scale)
     if crop is not None:
         a, b, c, d = crop
-        out = out[:, a:b, c:d]
+        out = out[..., a:b, c:d]
     return np.ascontiguousarray(out)
 
 
@@ -489,6 +490,7 @@ def upscale(
         Missing or invalid checkpoint.
     GridMismatchError
         Chunks (but one spanning an axis) smaller than ``2 * halo_px``, or not aligned for
+        Real-ESRGAN.
 
     Notes
     -----
