@@ -7,13 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+import yaml
 
 from s2scale.errors import ConfigError
+from s2scale.models import build_generator
 from s2scale.pairs import read_patch_store
 from s2scale.train import TrainConfig
 from s2scale.train.evaluation import evaluate_generator
 from s2scale.train.losses import PerceptualLoss
-from s2scale.train.recipes import CONFIG_DIR, _datasets, resolve_config
+from s2scale.train.recipes import CONFIG_DIR, _datasets, resolve_config, warm_start
 from s2scale.train.sources import HELD_OUT_SEED, build_training_data, ortho_to_reflectance
 
 SHARED_ORTHO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "orthophoto"
@@ -151,12 +154,6 @@ def test_training_refuses_a_store_of_another_scale(tiny_store):
 )
 def test_warm_start_of_each_shipped_size_starts_as_an_interpolator(name, mode):
     """On a freshly built (grad-enabled) generator of the shipped config's size."""
-    import torch.nn.functional as F
-    import yaml
-
-    from s2scale.models import build_generator
-    from s2scale.train.recipes import warm_start
-
     kwargs = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())["arch_kwargs"]
     model = warm_start(build_generator(name, 4, 2, seed=0, **kwargs)).eval()
     assert all(p.requires_grad for p in model.parameters())
