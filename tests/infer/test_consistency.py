@@ -146,8 +146,13 @@ def wald_pair(shared_data):
 
 # PSNR gain of the projection over the raw network: Real-ESRGAN (trained on the simulator) gains
 # more than 1 dB; SRResNet (trained on real Wald pairs) measured +0.19 dB: it must not lose.
-@pytest.mark.parametrize(("model", "min_gain_db"), [("srresnet", 0.0), ("realesrgan", 1.0)])
-def test_shipped_models_keep_radiometry(wald_pair, model, min_gain_db):
+# raw_off: the raw network's mean is off by > 0.5 % on this scene (SRCNN's raw output is not:
+# 0.12 %; its low-frequency loss keeps the mean).
+@pytest.mark.parametrize(
+    ("model", "min_gain_db", "raw_off"),
+    [("srcnn", 0.0, False), ("srresnet", 0.0, True), ("realesrgan", 1.0, True)],
+)
+def test_shipped_models_keep_radiometry(wald_pair, model, min_gain_db, raw_off):
     from s2scale.infer import upscale
     from s2scale.metrics import psnr
 
@@ -161,8 +166,8 @@ def test_shipped_models_keep_radiometry(wald_pair, model, min_gain_db):
     assert np.percentile(err, 99.9) < 0.005
     bias = out.mean(axis=(1, 2)) / lr.mean(axis=(1, 2)) - 1
     assert np.abs(bias).max() < 0.005
-    # the controls: without the projection the shipped models are off by > 0.5 %, and the
-    # projection costs no PSNR
-    raw_bias = raw.mean(axis=(1, 2)) / lr.mean(axis=(1, 2)) - 1
-    assert np.abs(raw_bias).max() > 0.005
+    # the controls: without the projection the models marked raw_off are off by > 0.5 %, and
+    # the projection costs no PSNR
+    raw_bias = np.abs(raw.mean(axis=(1, 2)) / lr.mean(axis=(1, 2)) - 1).max()
+    assert (raw_bias > 0.005) == raw_off, raw_bias
     assert psnr(out, hr, 10000) > psnr(raw, hr, 10000) + min_gain_db

@@ -9,6 +9,7 @@ from scipy.ndimage import binary_dilation
 from s2scale.infer import upscale
 from s2scale.infer.nodata import fill_nodata
 from s2scale.infer.tiling import valid_mask
+from s2scale.models.weights import SHIPPED
 
 
 # ----------------------------------------------------------------------------------- the fill
@@ -134,7 +135,7 @@ def test_cloud_hole_does_not_darken_real_neighbours(real_crop):
         assert abs(out[band][valid].mean() / ref[band][valid].mean() - 1) < 0.001
 
 
-@pytest.mark.parametrize("model", ["srresnet", "realesrgan"])
+@pytest.mark.parametrize("model", SHIPPED)
 def test_shipped_generators_are_chunk_invariant_with_holes(shared_data, model):
     path = shared_data / "s2" / "S2_L1C_T33UUU_20170216_B02_B03_B04_B08_10m.tif"
     with rasterio.open(path) as src:
