@@ -232,9 +232,9 @@ def test_errors_are_clear(tiny_checkpoint, tmp_path):
     with pytest.raises(ConfigError, match=r"\['band0'.*consistency=False"):
         upscale(cube.assign_coords(band=[f"band{i}" for i in range(4)]), "srvgg",
                 random_weights=True, device="cpu")  # fmt: skip
-    shipped = str(weights_path("esrgan"))  # a registry name without shipped weights
+    shipped = str(weights_path("srvgg"))  # a registry name without shipped weights
     with pytest.raises(CheckpointError, match="s2scale train") as err:
-        upscale(cube, "esrgan")
+        upscale(cube, "srvgg")
     assert shipped in str(err.value) and "model=PATH" in str(err.value)
     with pytest.raises(CheckpointError, match="does not exist"):
         upscale(cube, tmp_path / "nope.pt")
