@@ -197,7 +197,7 @@ def model_card(name: str, ckpt: Any, size_mb: float) -> str:
         "",
     ]
     lines += _tables(ckpt.metrics.get("heldout", {}))
-    lines += ["## Limits", "", *_limits(ckpt.arch, t)]
+    lines += ["## Limits", "", *_limits(ckpt.arch, t, ckpt.metrics.get("heldout", {}))]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -220,7 +220,7 @@ def _loss_text(t: dict[str, Any], cfg: dict[str, Any]) -> str:
     )
 
 
-def _limits(arch: str, t: dict[str, Any]) -> list[str]:
+def _limits(arch: str, t: dict[str, Any], heldout: dict[str, Any]) -> list[str]:
     """The limits section."""
     out = [
         "- **Scale invariance assumed**: trained on Wald pairs (20 m -> 10 m) and applied at "
@@ -243,6 +243,18 @@ def _limits(arch: str, t: dict[str, Any]) -> list[str]:
             "- GAN outputs can contain plausible but invented detail; prefer `srresnet` for "
             "pixel-level measurements.",
         ]
+    real = heldout.get("real_s2_wald")
+    if isinstance(real, dict):
+        mean = real["mean"]
+        gain = mean["model"]["psnr"] - mean["bicubic"]["psnr"]
+        if gain < 0:
+            out.append(
+                f"- **The network alone is {-gain:.2f} dB below bicubic** in PSNR on the real "
+                "Sentinel-2 parts (table above): its low frequencies are off. Use it through "
+                "`s2scale.upscale` with the default consistency projection, which restores them "
+                "(scores with it: the quality benchmark record, `benchmarks/bench_quality.py`); "
+                "do not use `consistency=False` with this model."
+            )
     if arch == "realesrgan":
         out.append("- Inputs need even height and width (pixel-unshuffle by 2).")
     return out
