@@ -23,6 +23,7 @@ from _record import write_record
 from s2scale.grid import TargetGrid
 from s2scale.infer import default_halo_px, upscale
 from s2scale.metrics import column_seams, seam_ratio
+from s2scale.models.weights import SHIPPED
 from s2scale.sim import S2_PSF_SIGMA_M, render_truth
 
 
@@ -96,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--models", nargs="+", default=["srresnet", "realesrgan"])
+    parser.add_argument("--models", nargs="+", default=list(SHIPPED))
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--chunks", type=int, nargs=2, default=[256, 384])
     parser.add_argument("--out", type=Path, default=None, help="results folder")
