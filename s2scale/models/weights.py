@@ -42,10 +42,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SHIPPED: tuple[str, ...] = ("srcnn", "srresnet", "realesrgan")
+SHIPPED: tuple[str, ...] = ("srcnn", "srresnet", "esrgan", "realesrgan")
 """Registry names with a checkpoint shipped in ``s2scale/weights/<name>.pt`` (model card
-``<name>.md`` beside it), each trained by its config in ``s2scale/configs/train``. ``esrgan``
-has a training config but no shipped weights yet."""
+``<name>.md`` beside it), each trained by its config in ``s2scale/configs/train``."""
 
 
 def shipped_weights_path(name: str) -> Path:
@@ -276,7 +275,7 @@ def load_generator(
     ----------
     path
         Checkpoint written by :func:`save_checkpoint`, or a registry name with shipped weights
-        (:data:`SHIPPED`: ``"srcnn"``, ``"srresnet"``, ``"realesrgan"``), which
+        (:data:`SHIPPED`: ``"srcnn"``, ``"srresnet"``, ``"esrgan"``, ``"realesrgan"``), which
         loads ``s2scale/weights/<name>.pt``.
     device
         Where to put the model.

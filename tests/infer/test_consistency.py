@@ -150,7 +150,12 @@ def wald_pair(shared_data):
 # 0.12 %; its low-frequency loss keeps the mean).
 @pytest.mark.parametrize(
     ("model", "min_gain_db", "raw_off"),
-    [("srcnn", 0.0, False), ("srresnet", 0.0, True), ("realesrgan", 1.0, True)],
+    [
+        ("srcnn", 0.0, False),
+        ("srresnet", 0.0, True),
+        ("esrgan", 0.0, True),
+        ("realesrgan", 1.0, True),
+    ],
 )
 def test_shipped_models_keep_radiometry(wald_pair, model, min_gain_db, raw_off):
     from s2scale.infer import upscale
