@@ -85,16 +85,20 @@ def test_evaluate_generator_bicubic_identity_is_perfect():
     assert scores["ssim"] == pytest.approx(1.0) and scores["stlpips_alex"] == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("name", ["srresnet", "realesrgan"])
+GAN_CONFIGS = {"esrgan": ("vgg", "relativistic"), "realesrgan": ("unet", "vanilla")}
+
+
+@pytest.mark.parametrize("name", ["srcnn", "srresnet", "esrgan", "realesrgan"])
 def test_shipped_configs_parse(name):
     cfg = TrainConfig.from_yaml(CONFIG_DIR / f"{name}.yaml")
     assert cfg.arch == name and cfg.bands == ("blue", "green", "red", "nir") and cfg.scale == 2
     assert cfg.normalization["scale"] == 10000.0
-    if name == "srresnet":
+    assert cfg.data is not None and "real-s2-wald" in cfg.data.weights
+    if name not in GAN_CONFIGS:
         assert cfg.gan_steps == 0
     else:
-        assert cfg.gan_steps > 0 and cfg.discriminator == "unet" and cfg.gan_kind == "vanilla"
-        assert cfg.perceptual_backbone == "stlpips-alex"
+        assert cfg.gan_steps > 0 and (cfg.discriminator, cfg.gan_kind) == GAN_CONFIGS[name]
+        assert cfg.perceptual_backbone == "vgg16"
 
 
 def test_stlpips_perceptual_loss_option():
