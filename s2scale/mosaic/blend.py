@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Literal, TypeAlias
@@ -45,6 +46,7 @@ from affine import Affine
 from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import reproject
 from scipy import ndimage
 
@@ -61,6 +63,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# rasterio's reproject of numpy arrays builds in-memory datasets before it sets their transform
+# and silences the NotGeoreferencedWarning that this raises with warnings.catch_warnings, which
+# is not thread-safe: on a threaded Dask worker another thread's exit from it lets the warning
+# through. Every array warped here carries its transform, so the warning is always spurious.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module=r"rasterio\.warp")
 
 Region: TypeAlias = tuple[int, int, int, int]
 """``(row0, row1, col0, col1)`` pixel slices of a grid."""
