@@ -196,8 +196,9 @@ def model_card(name: str, ckpt: Any, size_mb: float) -> str:
         "## Validation",
         "",
     ]
-    lines += _tables(ckpt.metrics.get("heldout", {}))
-    lines += ["## Limits", "", *_limits(ckpt.arch, t, ckpt.metrics.get("heldout", {}))]
+    heldout = ckpt.metrics.get("heldout", {})
+    lines += _tables(heldout)
+    lines += ["## Limits", "", *_limits(ckpt.arch, t, heldout)]
     return "\n".join(lines).rstrip() + "\n"
 
 
