@@ -234,6 +234,11 @@ class TrainConfig:
     means, keeps the mean reflectance per band) in both phases; 0 disables it."""
     lowfreq_px: int = 8
     """Block edge of the low-frequency loss, HR pixels."""
+    consistency: Literal["off", "gan", "all"] = "off"
+    """Train through the consistency projection that ``upscale`` applies by default
+    (:class:`~s2scale.train.consistency.ConsistencyProjection`): the losses and the
+    discriminator see the projected output in phase 2 (``"gan"``) or in both phases
+    (``"all"``), and validation scores the projected output whenever it is not ``"off"``."""
     gan_weight: float | None = None
     """Weight of the generator's adversarial loss."""
     gan_kind: Literal["relativistic", "vanilla"] | None = None
@@ -335,6 +340,14 @@ class TrainConfig:
                 f"perceptual_weights={self.perceptual_weights!r} is a VGG file, but "
                 f"perceptual_backbone={self.perceptual_backbone!r}; unset one of them"
             )
+        if self.consistency not in ("off", "gan", "all"):
+            raise ConfigError(
+                f"consistency must be 'off', 'gan' or 'all', got {self.consistency!r}"
+            )
+        if self.consistency != "off":
+            from s2scale.infer.consistency import band_mtfs
+
+            band_mtfs(self.bands)  # every band needs a nominal PSF: the error names the others
         if self.amp not in ("auto", "bf16", "none"):
             raise ConfigError(f"amp must be 'auto', 'bf16' or 'none', got {self.amp!r}")
         if sorted(self.lr_milestones) != list(self.lr_milestones):

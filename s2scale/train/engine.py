@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from s2scale.metrics import psnr_torch, ssim_torch
 from s2scale.models import build_discriminator, build_generator
 from s2scale.train.config import TrainConfig
+from s2scale.train.consistency import ConsistencyProjection
 from s2scale.train.losses import (
     EMA,
     PerceptualLoss,
@@ -58,6 +59,17 @@ class Run:
         self.opt_d: torch.optim.Optimizer | None = None
         self.sched_d: torch.optim.lr_scheduler.LRScheduler | None = None
         self.perceptual: PerceptualLoss | None = None
+        self.project = (
+            ConsistencyProjection(cfg.bands, cfg.scale).to(device)
+            if cfg.consistency != "off"
+            else None
+        )
+
+    def _projected(self, sr: torch.Tensor, lr: torch.Tensor, phase: int) -> torch.Tensor:
+        """``sr`` through the consistency projection where the config applies it to ``phase``."""
+        if self.project is None or (self.cfg.consistency == "gan" and phase == 1):
+            return sr
+        return self.project(sr, lr)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.world == 1:
@@ -135,7 +147,7 @@ class Run:
             assert self.disc is not None and self.opt_d is not None  # built in enter_phase2
             self.disc.requires_grad_(False)
         with self._autocast():
-            sr = self.gen(lr).float()
+            sr = self._projected(self.gen(lr).float(), lr, phase)
             loss_pix = pixel_loss(sr, hr)
             total = loss_pix if phase == 1 else cfg.pixel_weight * loss_pix  # type: ignore[operator]
             if cfg.lowfreq_weight > 0:
@@ -183,7 +195,10 @@ class Run:
 
     @torch.no_grad()
     def validate(self, loader: DataLoader) -> dict[str, float]:
-        """Mean PSNR/SSIM of the EMA (or plain) generator over ``loader``."""
+        """Mean PSNR/SSIM of the EMA (or plain) generator over ``loader``.
+
+        The output is projected when ``consistency`` is on, as ``upscale`` returns it.
+        """
         model = self.ema.module if self.ema is not None else unwrap(self.gen)
         was_training = model.training
         model.eval()
@@ -192,6 +207,8 @@ class Run:
             lr, hr = lr.to(self.device), hr.to(self.device)
             with self._autocast():
                 sr = model(lr).float()
+            if self.project is not None:
+                sr = self.project(sr, lr)
             psnrs.append(psnr_torch(sr, hr, self.cfg.val_data_range))
             ssims.append(ssim_torch(sr, hr, self.cfg.val_data_range))
         model.train(was_training)
