@@ -210,14 +210,22 @@ def _loss_text(t: dict[str, Any], cfg: dict[str, Any]) -> str:
         if cfg.get("lowfreq_weight")
         else ""
     )
+    where = {"gan": "in phase 2", "all": "in both phases"}.get(cfg.get("consistency", "off"))
+    projected = (
+        f"; {where} the losses (and the discriminator) see the output after the consistency "
+        "projection, as `upscale` returns it (`consistency: "
+        f"{cfg.get('consistency')}`)"
+        if where
+        else ""
+    )
     if not t.get("gan_steps"):
-        return f"L1{low} only"
+        return f"L1{low} only{projected}"
     return (
         f"phase 1: L1{low}; phase 2: {cfg.get('pixel_weight'):g} x L1{low} + "
         f"{cfg.get('perceptual_weight'):g} x perceptual ({t.get('perceptual_loss')}, layers "
         f"{cfg.get('perceptual_layers')}, reflectance / {cfg.get('perceptual_range')}) + "
         f"{cfg.get('gan_weight'):g} x {cfg.get('gan_kind')} GAN against the "
-        f"`{cfg.get('discriminator')}` discriminator"
+        f"`{cfg.get('discriminator')}` discriminator{projected}"
     )
 
 

@@ -39,3 +39,19 @@ def test_card_warns_when_the_network_alone_is_below_bicubic():
     assert "consistency=False" in below
     above = model_card("srcnn", _with_raw_gain(ckpt, 0.5), 0.15)
     assert "below bicubic**" not in above
+
+
+def _with_consistency(ckpt, mode: str):
+    training = copy.deepcopy(ckpt.training)
+    training["config"]["consistency"] = mode
+    return dataclasses.replace(ckpt, training=training)
+
+
+def test_card_says_when_training_saw_the_projected_output():
+    ckpt = read_checkpoint(WEIGHTS / "realesrgan.pt")
+    assert "after the consistency projection" not in model_card(
+        "realesrgan", _with_consistency(ckpt, "off"), 1.0
+    )
+    card = model_card("realesrgan", _with_consistency(ckpt, "gan"), 1.0)
+    assert "in phase 2 the losses (and the discriminator) see the output after the" in card
+    assert "`consistency: gan`" in card
