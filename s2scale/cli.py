@@ -432,14 +432,28 @@ def pairs(
     help="Random initialisation instead of the interpolating warm start.",
 )
 @click.option("--no-eval", is_flag=True, help="Skip the held-out evaluation against bicubic.")
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Continue from a training checkpoint of this run (WORK/NAME/checkpoints/last.pt), "
+    "e.g. after preemption; the result is the same bit for bit.",
+)
 @handle_errors
 def train(
-    config: str, out: Path, data: Path | None, work: Path, cold_start: bool, no_eval: bool
+    config: str,
+    out: Path,
+    data: Path | None,
+    work: Path,
+    cold_start: bool,
+    no_eval: bool,
+    resume: Path | None,
 ) -> None:
     """Train a generator (phase 1 pixel loss, phase 2 GAN + perceptual) and evaluate it."""
     from s2scale.pipeline import run_train
 
-    report = run_train(config, out, data=data, work=work, warm=not cold_start, evaluate=not no_eval)
+    report = run_train(config, out, data=data, work=work, warm=not cold_start,
+                       evaluate=not no_eval, resume=resume)  # fmt: skip
     _echo_json(report)
 
 

@@ -88,13 +88,18 @@ def run_train(
     work: str | Path,
     warm: bool = True,
     evaluate: bool = True,
+    resume: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train the generator of a TrainConfig (YAML path or shipped name) into ``out/<stem>.pt``."""
+    """Train the generator of a TrainConfig (YAML path or shipped name) into ``out/<stem>.pt``.
+
+    ``resume``: a training checkpoint of the run to continue from (see
+    :func:`s2scale.train.recipes.train_shipped`).
+    """
     from s2scale.train.recipes import resolve_config, train_shipped
 
     path = resolve_config(config)
     timings: dict[str, float] = {}
     with timed("train", timings):
         ckpt = train_shipped(path.stem, Path(out), config=path, store=data, work_dir=work,
-                             warm=warm, evaluate=evaluate)  # fmt: skip
+                             warm=warm, evaluate=evaluate, resume=resume)  # fmt: skip
     return {"checkpoint": str(ckpt), "work": str(work), "timings_s": timings}

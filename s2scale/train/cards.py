@@ -181,6 +181,7 @@ def model_card(name: str, ckpt: Any, size_mb: float) -> str:
         f"- Command: `{t.get('recipe_command')}` (config `{t.get('config_file')}`; the "
         f"full-size GPU run: `s2scale train --config {name}-gpu --out s2scale/weights`).",
         f"- Initialisation: {t.get('initialisation')}.",
+        *_resume_lines(t),
         f"- Steps: {t.get('pretrain_steps')} L1"
         + (" + low-frequency" if cfg.get("lowfreq_weight") else "")
         + f" (phase 1) + {t.get('gan_steps')} adversarial (phase 2), batch "
@@ -200,6 +201,25 @@ def model_card(name: str, ckpt: Any, size_mb: float) -> str:
     lines += _tables(heldout)
     lines += ["## Limits", "", *_limits(ckpt.arch, t, heldout)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _resume_lines(t: dict[str, Any]) -> list[str]:
+    """A line on the resumed run, if the run was resumed from a training checkpoint."""
+    resumed = t.get("resumed_from")
+    if not resumed:
+        return []
+    changes = resumed.get("config_changes") or {}
+    changed = (
+        "; settings changed since that checkpoint: "
+        + ", ".join(f"`{k}` {a!r} -> {b!r}" for k, (a, b) in changes.items())
+        if changes
+        else ""
+    )
+    return [
+        f"- Resumed at step {resumed.get('step')} from the training checkpoint "
+        f"`{resumed.get('checkpoint')}` (bit-for-bit resume; the wall time below counts the "
+        f"resumed part only){changed}."
+    ]
 
 
 def _loss_text(t: dict[str, Any], cfg: dict[str, Any]) -> str:

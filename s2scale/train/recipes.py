@@ -218,6 +218,7 @@ def train_shipped(
     warm: bool = True,
     evaluate: bool = True,
     progress: Progress | None = None,
+    resume: str | Path | None = None,
 ) -> Path:
     """Train a generator with a TrainConfig and save it fp16 with its model-card summary.
 
@@ -248,6 +249,11 @@ def train_shipped(
         (:func:`~s2scale.train.evaluation.evaluate_all`) into the checkpoint.
     progress
         Wraps the step iterable of :func:`s2scale.train.loop.train`.
+    resume
+        A training checkpoint of this run (``<work_dir>/<name>/checkpoints/last.pt`` or a
+        ``step_*.pt``) to continue from instead of starting at step 0, e.g. after a preempted
+        job; the loop resumes bit for bit. The summary records the checkpoint, its step and any
+        settings of its config that differ from ``config`` (``resumed_from``).
 
     Returns
     -------
@@ -273,7 +279,12 @@ def train_shipped(
              name, len(train_ds), len(val_ds or ()), cfg.total_steps)  # fmt: skip
     t0 = time.perf_counter()
     hr_px = int(train_ds.hr.shape[-1])
-    init = _warm_start_state(cfg, work / name / "init", hr_px) if warm else None
+    if resume is not None:
+        init: Path | None = Path(resume)
+        resumed = _resumed_from(init, cfg)
+    else:
+        init = _warm_start_state(cfg, work / name / "init", hr_px) if warm else None
+        resumed = None
     result = train(cfg, train_ds, val_ds, progress=progress, resume=init)
     wall_s = time.perf_counter() - t0
     if result.generator_path is None:
@@ -304,6 +315,8 @@ def train_shipped(
         },
     )
     summary["parameters"] = int(sum(p.numel() for p in model.parameters()))
+    if resumed is not None:
+        summary["resumed_from"] = resumed
     out = Path(out_dir) / f"{name.removesuffix(GPU_SUFFIX)}.pt"
     meta = {
         "bands": list(ckpt.bands),
@@ -325,6 +338,20 @@ def train_shipped(
     (work / f"{name}.report.json").write_text(json.dumps(report, indent=2, default=str))
     log.info("%s: shipped %s after %.0fs", name, out, wall_s)
     return out
+
+
+def _resumed_from(path: Path, cfg: Any) -> dict[str, Any]:
+    """Checkpoint, step and config differences (``{key: [checkpoint's, now]}``) of a resume."""
+    from s2scale.train.state import load_state
+
+    payload = load_state(path)
+    then, now = payload["config"], cfg.to_dict()
+    changes = {
+        k: [then.get(k), now.get(k)]
+        for k in sorted(set(then) | set(now))
+        if k != "output_dir" and then.get(k) != now.get(k)
+    }
+    return {"checkpoint": str(path), "step": int(payload["step"]), "config_changes": changes}
 
 
 def _store_name(cfg: Any) -> str:

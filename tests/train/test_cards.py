@@ -55,3 +55,14 @@ def test_card_says_when_training_saw_the_projected_output():
     card = model_card("realesrgan", _with_consistency(ckpt, "gan"), 1.0)
     assert "in phase 2 the losses (and the discriminator) see the output after the" in card
     assert "`consistency: gan`" in card
+
+
+def test_card_names_a_resume_and_the_settings_it_changed():
+    ckpt = read_checkpoint(WEIGHTS / "srcnn.pt")
+    assert "Resumed at step" not in model_card("srcnn", ckpt, 0.15)
+    training = copy.deepcopy(ckpt.training)
+    training["resumed_from"] = {"checkpoint": "run/checkpoints/step_00003200.pt", "step": 3200,
+                                "config_changes": {"gan_steps": [400, 1200]}}  # fmt: skip
+    card = model_card("srcnn", dataclasses.replace(ckpt, training=training), 0.15)
+    assert "Resumed at step 3200 from the training checkpoint" in card
+    assert "`gan_steps` 400 -> 1200" in card
