@@ -238,7 +238,10 @@ class TrainConfig:
     """Train through the consistency projection that ``upscale`` applies by default
     (:class:`~s2scale.train.consistency.ConsistencyProjection`): the losses and the
     discriminator see the projected output in phase 2 (``"gan"``) or in both phases
-    (``"all"``), and validation scores the projected output whenever it is not ``"off"``."""
+    (``"all"``), and validation scores the projected output whenever it is not ``"off"``.
+    The low-frequency loss stays on the raw output, so the network keeps the mean reflectance
+    on its own (``consistency=False``) and its output cannot drift where the projection would
+    hide it."""
     gan_weight: float | None = None
     """Weight of the generator's adversarial loss."""
     gan_kind: Literal["relativistic", "vanilla"] | None = None

@@ -147,11 +147,12 @@ class Run:
             assert self.disc is not None and self.opt_d is not None  # built in enter_phase2
             self.disc.requires_grad_(False)
         with self._autocast():
-            sr = self._projected(self.gen(lr).float(), lr, phase)
+            raw = self.gen(lr).float()
+            sr = self._projected(raw, lr, phase)
             loss_pix = pixel_loss(sr, hr)
             total = loss_pix if phase == 1 else cfg.pixel_weight * loss_pix  # type: ignore[operator]
-            if cfg.lowfreq_weight > 0:
-                loss_low = lowfreq_loss(sr, hr, cfg.lowfreq_px)
+            if cfg.lowfreq_weight > 0:  # on the raw output: keeps the network's own radiometry
+                loss_low = lowfreq_loss(raw, hr, cfg.lowfreq_px)
                 total = total + cfg.lowfreq_weight * loss_low
                 out["train/loss_lowfreq"] = loss_low
             if phase == 2:

@@ -9,7 +9,7 @@ from s2scale.infer.consistency import band_mtfs, degrade_block, project_block
 from s2scale.train.config import TrainConfig
 from s2scale.train.consistency import ConsistencyProjection
 from s2scale.train.engine import Run, unwrap
-from s2scale.train.losses import pixel_loss
+from s2scale.train.losses import lowfreq_loss, pixel_loss
 
 BANDS = ("blue", "green", "red", "nir")
 
@@ -73,6 +73,7 @@ def _run(tmp_path, mode):
         discriminator_kwargs={"num_feat": 4},
         device="cpu",
         consistency=mode,
+        lowfreq_weight=1.0,
         output_dir=str(tmp_path),
     )
     return Run(cfg, torch.device("cpu"), 1, 48)
@@ -91,5 +92,7 @@ def test_step_scores_the_output_users_get(tmp_path, mode, phase, projected):
     with torch.no_grad():
         sr = unwrap(run.gen)(lr)
         want = pixel_loss(ConsistencyProjection(BANDS, 2)(sr, lr) if projected else sr, hr)
+        low = lowfreq_loss(sr, hr, 8)  # always on the raw output
     values = run.step(lr, hr, phase)
     assert values["train/loss_pixel"] == pytest.approx(float(want), rel=1e-5)
+    assert values["train/loss_lowfreq"] == pytest.approx(float(low), rel=1e-5)
