@@ -57,9 +57,17 @@ _forward_passes = 0  # model forward passes (batches) run in this process
 
 
 class Predictor(Protocol):
-    """Upscales one block: ``(C, h, w) uint16 -> (C, h*scale, w*scale) uint16``, 0 = no data."""
+    """Upscales one block: ``(C, h, w) uint16 -> (C, h*scale, w*scale) uint16``, 0 = no data.
 
-    def __call__(self, block: np.ndarray) -> np.ndarray:
+    ``edges`` ``(top, bottom, left, right)``: LR px on each side of the block that mirror its own
+    pixels because the source array ended there; a predictor may treat those sides as the image
+    edge (:class:`TorchPredictor` projects onto the consistent images only over the real pixels)
+    or ignore them.
+    """
+
+    def __call__(
+        self, block: np.ndarray, *, edges: tuple[int, int, int, int] = (0, 0, 0, 0)
+    ) -> np.ndarray:
         """Upscale ``block``."""
         ...
 
@@ -252,8 +260,14 @@ class TorchPredictor:
                 seed=self.seed,
             )
 
-    def __call__(self, block: np.ndarray) -> np.ndarray:
-        """Upscale a ``(C, h, w)`` uint16 block to ``(C, h*scale, w*scale)`` uint16."""
+    def __call__(
+        self, block: np.ndarray, *, edges: tuple[int, int, int, int] = (0, 0, 0, 0)
+    ) -> np.ndarray:
+        """Upscale a ``(C, h, w)`` uint16 block to ``(C, h*scale, w*scale)`` uint16.
+
+        ``edges``: LR px per side (top, bottom, left, right) that mirror the block's pixels
+        (the array ended there); the consistency projection runs without them.
+        """
         if block.ndim != 3 or block.dtype != np.uint16:
             raise ConfigError(f"expected a (C, h, w) uint16 block, got {block.dtype} {block.shape}")
         model = self.model()
@@ -298,4 +312,5 @@ class TorchPredictor:
             fill_radius_px=self.fill_radius_px,
             context_px=self.context_px,
             project=project,
+            edges=edges,
         )

@@ -51,7 +51,9 @@ equally affected in all tiles that hold it, and the ramps make sure each output 
 whose receptive field is not cut by a tile edge (where such a tile exists, which
 ``overlap_px >= 2 * halo_px`` guarantees). An optional ``project`` step (the radiometric
 consistency projection of :mod:`s2scale.infer.consistency`) corrects the blended output before
-rounding.
+rounding. Where the block's context is a mirror of its own pixels (``edges``: the source array
+ended there), ``project`` sees only the real pixels and treats that side as the image edge, so
+the output is consistent with its input there too (``degrade`` with mirrored borders).
 Valid output is rounded and clipped to ``[1, 65535]`` so it never reads as no data.
 """
 
@@ -314,6 +316,7 @@ def tile_process(
     fill_radius_px: int | None = None,
     context_px: int = 0,
     project: Project | None = None,
+    edges: tuple[int, int, int, int] = (0, 0, 0, 0),
 ) -> np.ndarray:
     """Upscale a ``(band, y, x)`` uint16 block through feathered, batched sub-tiles.
 
@@ -345,6 +348,11 @@ def tile_process(
         ``(sr float32 (C, h*scale, w*scale), lr float32 (C, h, w)) -> sr``, applied to the
         blended output before rounding (e.g. the consistency projection of
         :mod:`s2scale.infer.consistency`); ``lr`` is the filled input.
+    edges
+        LR px of the block, ``(top, bottom, left, right)``, that mirror its own pixels because the
+        source array ended there (``numpy.pad`` ``"symmetric"``, Dask's ``boundary="reflect"``).
+        ``project`` runs on the block without them (its filters mirror at that edge), and their
+        output is the raw network's (the caller trims them).
 
     Returns
     -------
@@ -391,7 +399,17 @@ def tile_process(
         batch_size=batch_size, align=align, mask=mask,
     )  # fmt: skip
     if project is not None:
-        sr = project(sr, inner.astype(np.float32))
+        top, bottom, left, right = (max(int(e) - k, 0) for e in edges)
+        ih, iw = inner.shape[1:]
+        if top + bottom >= ih or left + right >= iw:
+            raise ConfigError(
+                f"edges={edges} leave no real pixels in a {height}x{width} px block with "
+                f"context_px={k}; the mirrored context must be narrower than the block"
+            )
+        hy = np.s_[top * scale : (ih - bottom) * scale]
+        hx = np.s_[left * scale : (iw - right) * scale]
+        ly, lx = np.s_[top : ih - bottom], np.s_[left : iw - right]
+        sr[:, hy, hx] = project(sr[:, hy, hx], inner[:, ly, lx].astype(np.float32))
     ks = k * scale
     result[:, ks : height * scale - ks, ks : width * scale - ks] = np.clip(
         np.rint(sr), 1, 65535

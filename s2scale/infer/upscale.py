@@ -55,7 +55,14 @@ log = logging.getLogger(__name__)
 _DIMS = (("band", "y", "x"), ("time", "band", "y", "x"))
 
 
-def upscale_block(block: np.ndarray, *, predict: Predictor, margin: int, scale: int) -> np.ndarray:
+def upscale_block(
+    block: np.ndarray,
+    *,
+    predict: Predictor,
+    margin: int,
+    scale: int,
+    edges: tuple[int, int, int, int] = (0, 0, 0, 0),
+) -> np.ndarray:
     """Upscale a block that includes its halo and return the trimmed core.
 
     Parameters
@@ -69,6 +76,9 @@ def upscale_block(block: np.ndarray, *, predict: Predictor, margin: int, scale: 
         Halo on each spatial side, LR px.
     scale
         Upscaling factor.
+    edges
+        LR px per side (top, bottom, left, right) of the halo that mirror the block (the source
+        array ended there), passed on to ``predict``.
 
     Returns
     -------
@@ -77,12 +87,12 @@ def upscale_block(block: np.ndarray, *, predict: Predictor, margin: int, scale: 
 
     Examples
     --------
-    >>> nn = lambda b: b.repeat(2, axis=-2).repeat(2, axis=-1)
+    >>> nn = lambda b, **_: b.repeat(2, axis=-2).repeat(2, axis=-1)
     >>> upscale_block(np.ones((1, 1, 4, 4), np.uint16), predict=nn, margin=1, scale=2).shape
     (1, 1, 4, 4)
     """
     flat = block.reshape(-1, *block.shape[-3:])
-    out = np.stack([predict(b) for b in flat]) if len(flat) else None
+    out = np.stack([predict(b, edges=edges) for b in flat]) if len(flat) else None
     c, h, w = block.shape[-3], block.shape[-2] * scale, block.shape[-1] * scale
     if out is None:
         out = np.zeros((0, c, h, w), np.uint16)
@@ -98,16 +108,28 @@ def _upscale_chunk(
     scale: int,
     predict: Predictor,
     mirror: tuple[bool, bool] = (False, False),
+    nblocks: tuple[int, int] = (1, 1),
+    block_id: tuple[int, ...] = (),
 ) -> np.ndarray:
     """Dask task: the kernel with a (plain-valued) predictor.
 
     ``mirror`` (y, x): that axis is one chunk that came without its halo; it is mirrored here
     by :func:`upscale_window_block` (``numpy.pad`` ``"symmetric"``: the values of Dask's
-    ``boundary="reflect"``, for any width, also wider than the chunk).
+    ``boundary="reflect"``, for any width, also wider than the chunk). On the other axes a
+    block at the array's edge (``block_id`` among ``nblocks`` y, x chunks) came with Dask's
+    mirrored halo there; both kinds are passed on as ``edges``.
     """
     my, mx = (margin if m else 0 for m in mirror)
+    iy, ix = block_id[-2:] if block_id else (0, 0)
+    ny, nx = nblocks
+    edges = (
+        margin if iy == 0 and not mirror[0] else 0,
+        margin if iy == ny - 1 and not mirror[0] else 0,
+        margin if ix == 0 and not mirror[1] else 0,
+        margin if ix == nx - 1 and not mirror[1] else 0,
+    )
     return upscale_window_block(
-        block, predict=predict, margin=margin, scale=scale, pad=(my, my, mx, mx)
+        block, predict=predict, margin=margin, scale=scale, pad=(my, my, mx, mx), edges=edges
     )
 
 
@@ -119,6 +141,7 @@ def upscale_window_block(
     scale: int,
     pad: tuple[int, int, int, int] = (0, 0, 0, 0),
     crop: tuple[int, int, int, int] | None = None,
+    edges: tuple[int, int, int, int] = (0, 0, 0, 0),
 ) -> np.ndarray:
     """Upscale a window read with its halo, mirroring the halo where the window met an array edge.
 
@@ -132,6 +155,9 @@ def upscale_window_block(
         the same values as Dask's ``boundary="reflect"`` in :func:`upscale_dask`).
     pad
         Context missing on each side, in LR px.
+    edges
+        Context already mirrored on each side (Dask's ``boundary="reflect"``), in LR px; with
+        ``pad`` it tells ``predict`` where the array ended.
     crop
         ``(row0, row1, col0, col1)`` of the upscaled core to return (default all of it).
 
@@ -142,7 +168,7 @@ def upscale_window_block(
 
     Examples
     --------
-    >>> nn = lambda b: b.repeat(2, axis=-2).repeat(2, axis=-1)
+    >>> nn = lambda b, **_: b.repeat(2, axis=-2).repeat(2, axis=-1)
     >>> b = np.arange(12, dtype=np.uint16).reshape(1, 3, 4)
     >>> upscale_window_block(b, predict=nn, margin=1, scale=2, pad=(1, 0, 0, 0)).shape
     (1, 4, 4)
@@ -151,7 +177,8 @@ def upscale_window_block(
     if any(pad):
         width = ((0, 0),) * (block.ndim - 2) + ((top, bottom), (left, right))
         block = np.pad(block, width, mode="symmetric")
-    out = upscale_block(block, predict=predict, margin=margin, scale=scale)
+    mirrored = tuple(p + e for p, e in zip(pad, edges, strict=True))
+    out = upscale_block(block, predict=predict, margin=margin, scale=scale, edges=mirrored)
     if crop is not None:
         a, b, c, d = crop
         out = out[..., a:b, c:d]
@@ -237,6 +264,7 @@ def upscale_dask(
             scale=scale,
             predict=predict,
             mirror=mirror,
+            nblocks=(len(arr.chunks[yx[0]]), len(arr.chunks[yx[1]])),
             chunks=out_chunks,
             dtype=np.uint16,
             meta=np.empty((0,) * arr.ndim, np.uint16),

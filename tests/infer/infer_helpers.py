@@ -41,7 +41,7 @@ def box_sum_u16(block: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(box_sum(block)), 1, 65535).astype(np.uint16)
 
 
-def box_sum_block(block: np.ndarray) -> np.ndarray:
+def box_sum_block(block: np.ndarray, **_: object) -> np.ndarray:
     """The box-sum model as a block Predictor (uint16 out, 0 under no data)."""
     out = box_sum_u16(block)
     valid = nn_upsample(np.all(block > 0, axis=0))

@@ -24,7 +24,7 @@ from s2scale.models import build_generator, load_generator, save_checkpoint
 SMALL = {"num_feat": 8, "num_block": 2}
 
 
-def nn_block(block: np.ndarray) -> np.ndarray:
+def nn_block(block: np.ndarray, **_: object) -> np.ndarray:
     return nn_upsample(block)
 
 
