@@ -4,8 +4,9 @@ Environment variables read here:
 
 - ``S2SCALE_TEST_DEVICE``: torch device for model tests (default ``"cpu"``).
 - ``S2SCALE_STAC_PYTHON``: python of the STAC API server venv (``bash .ci/setup-services.sh``).
-- ``CI``: when ``"true"``, a missing test service fails the test instead of skipping it, so CI
-  never passes by silently skipping the real-service tests.
+- ``CI``: when ``"true"``, a missing test service or missing real reference data
+  (``../shared/data``) fails the test instead of skipping it, so CI never passes by silently
+  skipping the real-service and real-data tests.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ def _in_ci() -> bool:
 
 
 def _skip_or_fail(reason: str) -> None:
-    """Skip locally; fail under CI=true so a missing service cannot hide tests."""
+    """Skip locally; fail under CI=true so a missing service or data folder cannot hide tests."""
     if _in_ci():
-        pytest.fail(f"CI=true but a test service is unavailable: {reason}", pytrace=False)
+        pytest.fail(f"CI=true but a test prerequisite is unavailable: {reason}", pytrace=False)
     pytest.skip(reason)
 
 
@@ -88,10 +89,28 @@ def device() -> torch.device:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real reference data in ``../shared/data`` beside the repository."""
+    """The real reference data in ``../shared/data`` beside the repository.
+
+    Skips where that folder is absent (a user's checkout); fails under ``CI=true``, where the
+    real-data tests must run.
+    """
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real reference data not found at {SHARED_DATA} (../shared/data)")
+        _skip_or_fail(f"real reference data not found at {SHARED_DATA} (../shared/data)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def lpips_weights() -> Path:
+    """The imported LPIPS AlexNet weights (``s2scale weights import-lpips``); CI fills the cache."""
+    from s2scale.models.backbones import IMPORT_HINT, find_lpips_weights, lpips_weights_path
+
+    path = find_lpips_weights("alex")
+    if path is None:
+        _skip_or_fail(
+            f"LPIPS weights not imported ({lpips_weights_path('alex')} missing); {IMPORT_HINT}"
+        )
+    assert path is not None  # _skip_or_fail does not return
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,5 @@
 import logging
 import math
-import os
 import sys
 
 import numpy as np
@@ -11,20 +10,6 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from s2scale import metrics
 from s2scale.errors import CheckpointError, GridMismatchError
 from s2scale.metrics import lpips_score, psnr, psnr_torch, ssim, ssim_torch
-
-
-@pytest.fixture(scope="session")
-def lpips_weights():
-    """The imported LPIPS AlexNet weights (``s2scale weights import-lpips``); CI fills the cache."""
-    from s2scale.models.backbones import IMPORT_HINT, find_lpips_weights, lpips_weights_path
-
-    path = find_lpips_weights("alex")
-    if path is None:
-        reason = f"LPIPS weights not imported ({lpips_weights_path('alex')} missing); {IMPORT_HINT}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
-    return path
 
 
 @pytest.fixture

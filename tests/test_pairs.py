@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -25,8 +23,6 @@ from s2scale.pairs import (
     wald_pairs,
     write_patch_store,
 )
-
-SHARED_ORTHO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "orthophoto"
 
 
 def _texture(shape: tuple[int, int], seed: int = 0, bands: int = 4) -> np.ndarray:
@@ -211,10 +207,9 @@ def test_orthophoto_to_hr_area_average_changes_crs():
     assert np.isnan(out[:, 0, 0]).all() and np.isfinite(out[:, 20, 20]).all()
 
 
-@pytest.mark.skipif(not SHARED_ORTHO.is_dir(), reason="../shared/data/orthophoto is absent")
-def test_real_orthophoto_study_pipeline():
+def test_real_orthophoto_study_pipeline(shared_data):
     """Real Zürich ortho (0.5 m, EPSG:2056) -> 5 m HR -> hist-matched to a fake S2 10 m image."""
-    data, transform, crs, _ = read_orthophoto(SHARED_ORTHO / "1091-322_00_big.tif")
+    data, transform, crs, _ = read_orthophoto(shared_data / "orthophoto" / "1091-322_00_big.tif")
     assert data.shape == (3, 600, 875) and crs == "EPSG:2056"
     b = (2679100.0, 1247720.0, 2679460.0, 1247980.0)  # inside the ortho, on the 10 m lattice
     lr_grid = TargetGrid("EPSG:2056", 10.0, b)
