@@ -152,6 +152,9 @@ class InferConfig:
     """Project the output so that, degraded by the nominal Sentinel-2 PSF, it reproduces the 10 m
     input (keeps the mean reflectance per band and 10 m neighbourhood);
     :mod:`s2scale.infer.consistency`."""
+    consistency_lowpass_px: float | None = None
+    """Strength of the projection: Gaussian low-pass (sigma, 10 m px) of its residual, 0 = full
+    projection; None: the package default (``CONSISTENCY_LOWPASS_PX``)."""
     fill_nodata: bool = True
     """Fill no-data holes (clouds, swath edges) before the network and mask them again after, so
     valid pixels next to holes are not darkened; :mod:`s2scale.infer.nodata`."""
@@ -161,6 +164,11 @@ class InferConfig:
             raise ConfigError(f"infer.halo_px={self.halo_px} must be >= 0")
         if self.batch_size < 1:
             raise ConfigError(f"infer.batch_size={self.batch_size} must be >= 1")
+        if self.consistency_lowpass_px is not None and not self.consistency_lowpass_px >= 0:
+            raise ConfigError(
+                f"infer.consistency_lowpass_px={self.consistency_lowpass_px} must be >= 0 "
+                "(10 m px; 0: full projection)"
+            )
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,14 @@ The projection is therefore *local*: an output pixel depends on ``sr`` within
 nominal PSF and the default ``taps = 10``) and on ``lr`` within slightly less, which the caller
 adds to the chunk halo so that chunked results equal whole-array ones.
 
-With ``taps = 10`` the remaining inconsistency is below 0.05 % of the input at the 99.9th
-percentile on real Sentinel-2 (Wald protocol), and the mean is kept exactly (up to DN rounding
-and clipping to valid DN).
+The projection's strength is set by ``lowpass_px``: the residual ``lr - D sr`` is smoothed by a
+Gaussian of that standard deviation (LR px) before it is projected, so only the inconsistency
+at scales coarser than about ``lowpass_px`` is corrected. ``0`` is the full projection; any
+value keeps the band means and local means over a few ``lowpass_px`` exactly (the Gaussian's
+gain at zero frequency is 1), so the radiometry of the input is kept, while fine detail that does
+not match the input (noise, sensor differences, temporal change between the input and what the
+network learned from) is no longer pushed into the output. The low-pass adds
+``ceil(3 * lowpass_px)`` LR px to :func:`consistency_radius_px`.
 """
 
 from __future__ import annotations
@@ -35,12 +40,13 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.ndimage import correlate1d
+from scipy.ndimage import correlate1d, gaussian_filter1d
 
 from s2scale.degradation import NOMINAL_MTF, gaussian_kernel_1d, psf_sigma
 from s2scale.errors import ConfigError, GridMismatchError
 
 __all__ = [
+    "CONSISTENCY_LOWPASS_PX",
     "CONSISTENCY_TAPS",
     "band_mtfs",
     "consistency_radius_px",
@@ -51,6 +57,9 @@ __all__ = [
 
 CONSISTENCY_TAPS = 10
 """Default half-length (LR px) of the truncated inverse filter of ``D D^T``."""
+CONSISTENCY_LOWPASS_PX = 0.0
+"""Default low-pass (Gaussian sigma, LR px) of the residual in ``s2scale.upscale``: the strength
+chosen on the validation sites of real co-located pairs (``benchmarks/README.md``)."""
 
 _PERIOD = 1024  # LR samples of the periodic grid the inverse filter is computed on
 
@@ -83,21 +92,30 @@ def _psf_1d(mtf: float, scale: int) -> np.ndarray:
     return gaussian_kernel_1d(psf_sigma(mtf, scale)).astype(np.float32)
 
 
+def _lowpass_radius(lowpass_px: float) -> int:
+    """Half-length (LR px) of the residual's Gaussian low-pass (3 sigma; 0 when off)."""
+    return math.ceil(3.0 * lowpass_px) if lowpass_px > 0 else 0
+
+
 def consistency_radius_px(
-    scale: int = 2, mtfs: Sequence[float] = (0.3,), taps: int = CONSISTENCY_TAPS
+    scale: int = 2,
+    mtfs: Sequence[float] = (0.3,),
+    taps: int = CONSISTENCY_TAPS,
+    lowpass_px: float = 0.0,
 ) -> int:
     """LR pixels of ``sr`` context one output pixel of :func:`project_block` depends on.
 
-    ``D`` reaches ``ceil(r / scale)`` LR px (``r``: PSF half-length in HR px), the inverse
-    filter ``taps`` and ``D^T`` again ``ceil(r / scale)``.
+    ``D`` reaches ``ceil(r / scale)`` LR px (``r``: PSF half-length in HR px), the low-pass of
+    the residual ``ceil(3 lowpass_px)``, the inverse filter ``taps`` and ``D^T`` again
+    ``ceil(r / scale)``.
 
     Examples
     --------
-    >>> consistency_radius_px(2)
-    14
+    >>> consistency_radius_px(2), consistency_radius_px(2, lowpass_px=2.0)
+    (14, 20)
     """
     r = max((len(_psf_1d(m, scale)) - 1) // 2 for m in mtfs)
-    return 2 * math.ceil(r / scale) + taps
+    return 2 * math.ceil(r / scale) + taps + _lowpass_radius(lowpass_px)
 
 
 @functools.lru_cache(maxsize=32)
@@ -156,6 +174,7 @@ def project_block(
     scale: int,
     mtfs: Sequence[float],
     taps: int = CONSISTENCY_TAPS,
+    lowpass_px: float = 0.0,
 ) -> np.ndarray:
     """Project ``sr`` so that :func:`degrade_block` of it reproduces ``lr``.
 
@@ -174,6 +193,9 @@ def project_block(
         Nominal MTF at Nyquist per band (:func:`band_mtfs`).
     taps
         Half-length of the inverse filter, LR px; more taps, smaller remaining inconsistency.
+    lowpass_px
+        Standard deviation (LR px) of the Gaussian that smooths the residual first: only the
+        coarser inconsistency is corrected (see the module docstring); 0 projects fully.
 
     Returns
     -------
@@ -201,8 +223,13 @@ def project_block(
             f"project_block needs sr of shape (C, H*{scale}, W*{scale}) for lr {lr.shape} and "
             f"one MTF per band; got sr {sr.shape} and {len(mtfs)} MTFs"
         )
+    if not lowpass_px >= 0:
+        raise ConfigError(f"lowpass_px must be >= 0 LR px, got {lowpass_px}")
     sr = sr.astype(np.float32, copy=False)
     res = lr.astype(np.float32, copy=False) - degrade_block(sr, scale, mtfs)
+    if lowpass_px > 0:
+        for axis in (1, 2):
+            res = gaussian_filter1d(res, lowpass_px, axis=axis, mode="reflect", truncate=3.0)
     out = np.empty_like(sr)
     for i in range(c):
         inv = inverse_filter(float(mtfs[i]), scale, taps).astype(np.float32)

@@ -243,6 +243,8 @@ class TorchPredictor:
     """Nominal MTF at Nyquist per band for the consistency projection; empty: no projection."""
     consistency_taps: int = CONSISTENCY_TAPS
     """Half-length of the projection's inverse filter, LR px."""
+    consistency_lowpass_px: float = 0.0
+    """Gaussian low-pass (sigma, LR px) of the projection's residual; 0: full projection."""
 
     def model(self) -> nn.Module:
         """The cached generator for this process."""
@@ -297,8 +299,9 @@ class TorchPredictor:
                     f"{block.shape[0]} bands; give one nominal MTF per band"
                 )
             project = functools.partial(
-                project_block, scale=scale, mtfs=self.consistency_mtf, taps=self.consistency_taps
-            )
+                project_block, scale=scale, mtfs=self.consistency_mtf, taps=self.consistency_taps,
+                lowpass_px=self.consistency_lowpass_px,
+            )  # fmt: skip
 
         return tile_process(
             block,

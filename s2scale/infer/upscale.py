@@ -35,7 +35,7 @@ import xarray as xr
 from affine import Affine
 
 from s2scale.errors import CheckpointError, ConfigError, GridMismatchError
-from s2scale.infer.consistency import band_mtfs, consistency_radius_px
+from s2scale.infer.consistency import CONSISTENCY_LOWPASS_PX, band_mtfs, consistency_radius_px
 from s2scale.infer.predictor import DTypeName, Predictor, TorchPredictor
 from s2scale.infer.tiling import check_tiling, default_halo_px, input_multiple
 from s2scale.models import GENERATORS, read_checkpoint
@@ -368,6 +368,7 @@ def prepare_model(
     seed: int = 0,
     consistency: bool = True,
     fill_nodata: bool = True,
+    consistency_lowpass_px: float | None = None,
 ) -> ModelSetup:
     """Resolve a model spec and check the tiling options (see :func:`upscale` for each option).
 
@@ -410,8 +411,14 @@ def prepare_model(
     if isinstance(halo, bool) or not isinstance(halo, int) or halo < 0:
         raise ConfigError(f"halo_px must be an int >= 0, got {halo_px!r}")
     align = input_multiple(arch, scale)
+    lowpass = CONSISTENCY_LOWPASS_PX if consistency_lowpass_px is None else consistency_lowpass_px
+    if isinstance(lowpass, bool) or not isinstance(lowpass, int | float) or not lowpass >= 0:
+        raise ConfigError(
+            f"consistency_lowpass_px must be a number >= 0 (LR px; 0: full projection), got "
+            f"{consistency_lowpass_px!r}"
+        )
     mtfs = band_mtfs(model_bands) if consistency else ()
-    reach = consistency_radius_px(scale, mtfs) if consistency else 0
+    reach = consistency_radius_px(scale, mtfs, lowpass_px=lowpass) if consistency else 0
     reach += -reach % align
     fill = halo + reach if fill_nodata else 0
     fill += -fill % align
@@ -437,6 +444,7 @@ def prepare_model(
         fill_radius_px=fill if fill_nodata else None,
         context_px=fill,
         consistency_mtf=mtfs,
+        consistency_lowpass_px=float(lowpass),
     )
     return ModelSetup(
         predictor=predict, arch=arch, checkpoint=checkpoint, bands=tuple(model_bands),
@@ -462,6 +470,7 @@ def upscale(
     seed: int = 0,
     consistency: bool = True,
     fill_nodata: bool = True,
+    consistency_lowpass_px: float | None = None,
 ) -> xr.DataArray:
     """Super-resolve a cube or composite lazily (10 m -> 5 m for ``scale=2``).
 
@@ -493,8 +502,12 @@ def upscale(
         Project each output so that, degraded with the nominal Sentinel-2 PSF and a ``scale x
         scale`` mean (:func:`s2scale.degradation.degrade_nominal`), it reproduces the input:
         band means and 10 m neighbourhoods keep the input's reflectance
-        (:mod:`s2scale.infer.consistency`). On real Sentinel-2 (Wald protocol) it raised the
-        shipped models' PSNR by 1.4-6.5 dB and cut their mean bias from 2-19 % to below 0.1 %.
+        (:mod:`s2scale.infer.consistency`). Its effect on the shipped models is measured in
+        ``benchmarks/README.md`` (real co-located pairs and the Wald protocol).
+    consistency_lowpass_px
+        Strength of the projection: the Gaussian (sigma, LR px) that smooths the residual
+        first, so only the coarser inconsistency is corrected; 0 projects fully. Default
+        :data:`~s2scale.infer.consistency.CONSISTENCY_LOWPASS_PX`.
     fill_nodata
         Fill no-data holes from the valid pixels around them before the network
         (:mod:`s2scale.infer.nodata`), so valid pixels next to clouds are not darkened; holes
@@ -551,6 +564,7 @@ def upscale(
         overlap_px=overlap_px, batch_size=batch_size, device=device, dtype=dtype,
         compile=compile, random_weights=random_weights, model_kwargs=model_kwargs, seed=seed,
         consistency=consistency, fill_nodata=fill_nodata,
+        consistency_lowpass_px=consistency_lowpass_px,
     )  # fmt: skip
     predict, halo, align, scale = setup.predictor, setup.halo_px, setup.align, setup.scale
     arch = setup.arch
@@ -585,6 +599,8 @@ def _wrap(cube: xr.DataArray, out: da.Array, setup: ModelSetup) -> xr.DataArray:
         "scale": scale,
         "random_weights": int(checkpoint is None),
         "consistency": int(setup.consistency),
+        "consistency_lowpass_px": float(setup.predictor.consistency_lowpass_px)
+        if setup.consistency else 0.0,
         "fill_nodata": int(setup.fill_nodata),
     }
     result = xr.DataArray(out, dims=cube.dims, coords=coords, attrs=attrs)

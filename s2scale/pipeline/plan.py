@@ -220,6 +220,7 @@ def model_setup(cfg: RunConfig) -> ModelSetup:
         batch_size=inf.batch_size, device=inf.device, dtype=inf.dtype,  # type: ignore[arg-type]
         compile=inf.compile, random_weights=inf.random_weights,
         consistency=inf.consistency, fill_nodata=inf.fill_nodata,
+        consistency_lowpass_px=inf.consistency_lowpass_px,
     )  # fmt: skip
 
 
@@ -419,8 +420,8 @@ def fingerprint(plan: Plan, *, device_kind: str, dtype: str) -> dict[str, Any]:
         "model": inf.model, "model_sha256": plan.model["sha256"],
         "random_weights": inf.random_weights, "scale": plan.scale, "halo_px": plan.halo_px,
         "tile_px": inf.tile_px, "batch_size": inf.batch_size, "compile": inf.compile,
-        "consistency": inf.consistency, "fill_nodata": inf.fill_nodata,
-        "device_kind": device_kind, "dtype": dtype,
+        "consistency": inf.consistency, "consistency_lowpass_px": inf.consistency_lowpass_px,
+        "fill_nodata": inf.fill_nodata, "device_kind": device_kind, "dtype": dtype,
         "feather_px": m.feather_px, "resampling": m.resampling,
     }  # fmt: skip
     try:

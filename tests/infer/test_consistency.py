@@ -208,3 +208,48 @@ def test_shipped_models_keep_radiometry(wald_pair, model, min_gain_db, raw_off):
     raw_bias = np.abs(raw.mean(axis=(1, 2)) / lr.mean(axis=(1, 2)) - 1).max()
     assert (raw_bias > 0.005) == raw_off, raw_bias
     assert psnr(out, hr, 10000) > psnr(raw, hr, 10000) + min_gain_db
+
+
+def test_lowpass_projection_keeps_means_but_not_fine_inconsistency():
+    """A low-passed residual corrects the coarse inconsistency (means) and leaves fine detail."""
+    rng = np.random.default_rng(5)
+    hr = _hr(3, shape=(4, 200, 200))
+    lr = degrade_block(hr, 2, MTFS)
+    noisy_lr = lr + rng.normal(0, 40, lr.shape).astype(np.float32)  # fine, not in the truth
+    sr = (hr * 0.95).astype(np.float32)  # 5 % dark: a coarse inconsistency
+    full = project_block(sr, noisy_lr, scale=2, mtfs=MTFS)
+    soft = project_block(sr, noisy_lr, scale=2, mtfs=MTFS, lowpass_px=2.0)
+    r = consistency_radius_px(2, MTFS, lowpass_px=2.0)
+    inner = np.s_[:, r * 2 : -r * 2, r * 2 : -r * 2]
+    for out in (full, soft):  # both restore the band means (the radiometry)
+        means = out[inner].mean(axis=(1, 2)) / hr[inner].mean(axis=(1, 2))
+        assert np.abs(means - 1).max() < 0.003
+    err_full = np.sqrt(np.mean((full - hr)[inner] ** 2))
+    err_soft = np.sqrt(np.mean((soft - hr)[inner] ** 2))
+    err_raw = np.sqrt(np.mean((sr - hr)[inner] ** 2))
+    # the full projection pushes the input's noise into the output; the low-pass does not
+    assert err_soft < 0.7 * err_full and err_soft < 0.5 * err_raw
+    np.testing.assert_array_equal(project_block(sr, lr, scale=2, mtfs=MTFS, lowpass_px=0.0),
+                                  project_block(sr, lr, scale=2, mtfs=MTFS))  # fmt: skip
+    assert r == consistency_radius_px(2, MTFS) + 6
+    with pytest.raises(ConfigError, match="lowpass_px"):
+        project_block(sr, lr, scale=2, mtfs=MTFS, lowpass_px=-1.0)
+
+
+@pytest.mark.parametrize("lowpass", [0.0, 2.0])
+def test_lowpass_projection_is_chunk_invariant(tiny_ckpt, lowpass):
+    """Chunked upscale with the projection (any strength) equals the whole array (<= 1 DN)."""
+    import s2scale
+    from s2scale.evaluate.data import lr_from_array
+
+    rng = np.random.default_rng(2)
+    dn = np.clip(gaussian_filter(rng.uniform(300, 4000, (4, 300, 280)), (0, 1.5, 1.5)), 1, None)
+    cube = lr_from_array(dn.astype(np.uint16))
+    kw = {"device": "cpu", "consistency_lowpass_px": lowpass}
+    whole = s2scale.upscale(cube, tiny_ckpt, chunk_px=300, **kw).compute(scheduler="sync")
+    parts = s2scale.upscale(cube, tiny_ckpt, chunk_px=136, **kw).compute(scheduler="sync")
+    diff = np.abs(whole.values.astype(int) - parts.values.astype(int))
+    assert diff.max() <= 1
+    assert whole.attrs["consistency_lowpass_px"] == lowpass
+    with pytest.raises(ConfigError, match="consistency_lowpass_px"):
+        s2scale.upscale(cube, tiny_ckpt, consistency_lowpass_px=-2)
