@@ -1,6 +1,5 @@
 import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -16,20 +15,6 @@ from s2scale.evaluate.report import choose_crops
 from s2scale.evaluate.score import aggregate, score_output
 
 S2_L1C = "S2_L1C_T33UUU_20170216_B02_B03_B04_B08_10m.tif"
-
-
-@pytest.fixture(scope="session")
-def lpips_weights():
-    """The imported LPIPS AlexNet weights (``s2scale weights import-lpips``); CI fills the cache."""
-    from s2scale.models.backbones import IMPORT_HINT, find_lpips_weights, lpips_weights_path
-
-    path = find_lpips_weights("alex")
-    if path is None:
-        reason = f"LPIPS weights not imported ({lpips_weights_path('alex')} missing); {IMPORT_HINT}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
-    return path
 
 
 def _texture(shape, seed=0):
@@ -90,10 +75,10 @@ def test_lr_hr_contract(pair, tiny_ckpt, tmp_path):
 
 
 def test_identical_images_score_perfectly(tmp_path, lpips_weights):
-    from s2scale.evaluate.score import _bicubic_dn
+    from s2scale.evaluate.score import baseline_dn
 
     lr = _texture((4, 48, 48), seed=2)
-    hr = _bicubic_dn(lr, 2)  # the reference is exactly what bicubic produces
+    hr = baseline_dn(lr, "bicubic")  # the reference is exactly what bicubic produces
     lr_path, hr_path = _write(tmp_path / "lr.tif", lr, 10.0), _write(tmp_path / "hr.tif", hr, 5.0)
     out = tmp_path / "out"
     result, code = _run("--lr", lr_path, "--hr", hr_path, "--models", "bicubic", "--out", out,

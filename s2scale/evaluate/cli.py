@@ -50,6 +50,12 @@ def _ints(text: str | None, what: str, count: int | None = None) -> tuple[int, .
     help="Patch store (s2scale pairs): mean and std per split.",
 )
 @click.option(
+    "--pairs",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="Folder of real co-located sites (Sentinel-2 revisits + a sharper image of the same "
+    "place, WorldStrat layout): scores per site and per split (see s2scale.pairs.colocated).",
+)
+@click.option(
     "--mosaic",
     type=click.Path(path_type=Path, exists=True),
     help="Mosaic store (s2scale upscale) to score against --reference.",
@@ -59,9 +65,10 @@ def _ints(text: str | None, what: str, count: int | None = None) -> tuple[int, .
               "twice its pixel size (its input: no-reference checks).")  # fmt: skip
 @click.option(
     "--models",
-    default="bicubic,srresnet,realesrgan",
+    default="bicubic,lanczos,bicubic+projection,srresnet,srresnet:raw,realesrgan,realesrgan:raw",
     show_default=True,
-    help="Comma-separated: bicubic, registry names (shipped weights) or PATH.pt.",
+    help="Comma-separated: baselines (bicubic, lanczos, bicubic+projection), registry names "
+    "(shipped weights) or PATH.pt; NAME:raw runs a network without the consistency projection.",
 )
 @click.option(
     "--skip-missing",
@@ -103,7 +110,7 @@ def _ints(text: str | None, what: str, count: int | None = None) -> tuple[int, .
     "splits",
     multiple=True,
     type=click.Choice(["train", "val", "test"]),
-    help="With --patches: splits to score [all].",
+    help="With --patches or --pairs: splits to score [all].",
 )
 @click.option(
     "--max-patches",
@@ -122,7 +129,8 @@ def _ints(text: str | None, what: str, count: int | None = None) -> tuple[int, .
 @click.option("--device", default="auto", show_default=True, help="auto, cuda or cpu.")
 @handle_errors
 def evaluate(
-    lr: Path | None, hr: Path | None, wald: bool, patches: Path | None, mosaic: Path | None,
+    lr: Path | None, hr: Path | None, wald: bool, patches: Path | None, pairs: Path | None,
+    mosaic: Path | None,
     reference: Path | None, models: str, skip_missing: bool, perceptual: str, out: Path,
     window: str | None, bands: str | None, dn_scale: float | None, hr_pixel_m: float | None,
     splits: tuple[str, ...], max_patches: int, border_px: int, device: str,
@@ -134,6 +142,7 @@ def evaluate(
     s2scale evaluate --hr HR.tif --wald --models bicubic,srresnet --out DIR
     s2scale evaluate --lr S2_10m.tif --models bicubic,srresnet --out DIR   # no reference
     s2scale evaluate --patches pairs.zarr --models bicubic,srresnet --out DIR
+    s2scale evaluate --pairs ../shared/data/worldstrat --split test --out DIR
     s2scale evaluate --mosaic mosaic.zarr --reference ref.tif --out DIR
     """
     from s2scale.evaluate import run
@@ -141,10 +150,12 @@ def evaluate(
 
     given = [name for name, on in (("--lr/--hr", lr is not None or hr is not None),
                                    ("--patches", patches is not None),
+                                   ("--pairs", pairs is not None),
                                    ("--mosaic", mosaic is not None)) if on]  # fmt: skip
     if len(given) != 1:
         raise ConfigError(
-            "choose one input: --lr LR.tif [--hr HR.tif], --hr HR.tif --wald, --patches STORE or "
+            "choose one input: --lr LR.tif [--hr HR.tif], --hr HR.tif --wald, --patches STORE, "
+            "--pairs DIR or "
             f"--mosaic STORE --reference RASTER (got {', '.join(given) or 'none'})"
         )
     if wald and (hr is None or lr is not None):
@@ -161,6 +172,8 @@ def evaluate(
     if mosaic is not None and reference is not None:
         report = run.evaluate_mosaic(mosaic, reference, out, cfg, window=win, bands=band_idx,
                                      dn_scale=dn_scale)  # fmt: skip
+    elif pairs is not None:
+        report = run.evaluate_colocated(pairs, out, cfg, splits=splits or None)
     elif patches is not None:
         report = run.evaluate_patches(patches, out, cfg, splits=splits or None,
                                       max_patches=max_patches)  # fmt: skip

@@ -27,6 +27,7 @@ from s2scale.sentinel2 import BANDS, to_dn
 __all__ = [
     "EvalImage",
     "RasterInput",
+    "colocated_images",
     "lr_from_array",
     "mosaic_images",
     "patch_images",
@@ -364,6 +365,45 @@ def patch_images(
     info = {"mode": "patches", "patches": str(store), "splits": counts,
             "sources": [s.get("kind") for s in attrs.get("sources", [])]}  # fmt: skip
     return [im for im in images if counts[im.split]["scored"]], info
+
+
+# ------------------------------------------------------------------------------ co-located pairs
+def colocated_images(
+    root: str | Path,
+    *,
+    splits: Sequence[str] | None = None,
+    config: Any = None,
+) -> tuple[list[EvalImage], dict[str, Any]]:
+    """Real co-located pairs (:mod:`s2scale.pairs.colocated`): one image per kept revisit.
+
+    Each image is named ``"<site>/<date>"``, carries its site's split and its reference
+    (the sharper image averaged to the nested grid and mapped to the revisit's reflectance).
+
+    Raises
+    ------
+    ReadError
+        If ``root`` holds no site.
+    ConfigError
+        If no pair of the requested splits passes the selection.
+    """
+    from s2scale.pairs.colocated import ColocatedConfig, colocated_pairs
+
+    cfg = config if config is not None else ColocatedConfig()
+    pairs, summary = colocated_pairs(root, cfg, splits=splits)
+    if not pairs:
+        raise ConfigError(
+            f"no co-located pair of split(s) {list(splits or ['train', 'val', 'test'])} under "
+            f"{str(root)!r} passes the selection (|delta| <= {cfg.max_delta_days} d, red "
+            f"correlation >= {cfg.min_correlation}); see the pairs' records for the reasons"
+        )
+    images = [
+        EvalImage(name=f"{p.site}/{p.s2_date}", lr=lr_from_array(p.lr, p.transform, p.crs),
+                  hr=p.hr, split=p.split)
+        for p in pairs
+    ]  # fmt: skip
+    info = {"mode": "colocated", "pairs": str(root), "selection": summary["config"],
+            "sites": summary["sites"], "records": summary["pairs"]}  # fmt: skip
+    return images, info
 
 
 # ------------------------------------------------------------------------------ mosaics

@@ -81,7 +81,14 @@ def markdown(report: Mapping[str, Any]) -> str:
     """``report.md``: what was scored, how, and the table(s)."""
     data, p = report["data"], report.get("perceptual")
     lines = ["# s2scale evaluation", ""]
-    lines += [f"- {k}: {v}" for k, v in data.items() if k not in ("splits",) and v is not None]
+    lines += [f"- {k}: {v}" for k, v in data.items()
+              if k not in ("splits", "records", "sites") and v is not None]  # fmt: skip
+    if data.get("records"):
+        kept = sum(not r.get("dropped") for r in data["records"])
+        by_split = {s: ", ".join(sorted(n for n, v in data["sites"].items() if v == s))
+                    for s in ("train", "val", "test")}  # fmt: skip
+        lines.append(f"- pairs: {kept} of {len(data['records'])} kept; sites by split: "
+                     + "; ".join(f"{s}: {names}" for s, names in by_split.items()))  # fmt: skip
     if p:
         lines.append(f"- perceptual metric: {p['label']}; backbone: {p['backbone']}; "
                      f"{p['input']}")  # fmt: skip
@@ -95,6 +102,8 @@ def markdown(report: Mapping[str, Any]) -> str:
                   "than in the reference is added noise or invented detail).", ""]  # fmt: skip
     for split, part in (report.get("splits") or {}).items():
         lines += [f"## split `{split}` ({part['n']} patches)", "", *_table(part["models"], p), ""]
+    if report.get("sites"):
+        lines += _site_table(report["sites"], p)
     cards = report.get("model_cards", {})
     if any(c.get("parameters") for c in cards.values()):
         lines += ["## models", "", "| model | arch | parameters | file (MB) | card |",
@@ -106,6 +115,25 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines += [f"Figures: {report['files']['crops']} (crops), {report['files']['metrics']} (bars).",
               ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def _site_table(sites: Mapping[str, Any], p: Mapping[str, Any] | None) -> list[str]:
+    """Per-site PSNR (and perceptual) of every model, one row per site."""
+    names = list(next(iter(sites.values()))["models"])
+    key = p["metric"] if p else None
+    head = "| site | split | pairs | " + " | ".join(names) + " |"
+    lines = ["## per site: PSNR dB" + (f" / {key}" if key else ""), "", head,
+             "|---|---|---|" + "---|" * len(names)]  # fmt: skip
+    for site, part in sites.items():
+        cells = []
+        for n in names:
+            m = part["models"][n]
+            cell = _fmt(m.get("psnr_db"), "psnr_db")
+            if key and key in m:
+                cell += f" / {_fmt(m[key], key)}"
+            cells.append(cell)
+        lines.append(f"| {site} | {part['split']} | {part['n']} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def write_json(report: Mapping[str, Any], path: Path) -> None:

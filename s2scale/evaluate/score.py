@@ -1,9 +1,13 @@
 """Run the models on the inputs and score every output: the numbers of ``report.json``.
 
-Models are given by name: ``bicubic`` (the baseline), a registry name whose shipped weights
-``s2scale/weights/<name>.pt`` are used, or a checkpoint path. They run through the same code as
-``s2scale upscale``: :func:`s2scale.upscale` for rasters (halo, feathered sub-tiles), and the
-block kernel :func:`s2scale.infer.upscale_window_block` with mirrored context for patches.
+Models are given by name: a baseline (:data:`BASELINES`: ``bicubic``, ``lanczos`` and
+``bicubic+projection``, the strongest non-learned method: bicubic projected onto the images
+consistent with the input by :func:`s2scale.infer.consistency.project_block`), a registry name
+whose shipped weights ``s2scale/weights/<name>.pt`` are used, or a checkpoint path; a network
+name with the suffix ``:raw`` runs without the consistency projection (``consistency=False``).
+Networks run through the same code as ``s2scale upscale``: :func:`s2scale.upscale` for rasters
+(halo, feathered sub-tiles), and the block kernel :func:`s2scale.infer.upscale_window_block`
+with mirrored context for patches.
 """
 
 from __future__ import annotations
@@ -22,12 +26,18 @@ import numpy as np
 from s2scale.errors import CheckpointError, ConfigError
 from s2scale.evaluate.data import EvalImage
 from s2scale.metrics import RGB_STRETCH, PerceptualMetric
+from s2scale.sentinel2 import BANDS
 
 __all__ = [
+    "BASELINES",
     "BICUBIC",
+    "LANCZOS",
+    "PROJECTED_BICUBIC",
+    "RAW_SUFFIX",
     "EvaluateConfig",
     "ModelEntry",
     "aggregate",
+    "baseline_dn",
     "resolve_models",
     "run_model",
     "score_output",
@@ -38,6 +48,14 @@ log = logging.getLogger(__name__)
 
 BICUBIC = "bicubic"
 """Name of the bicubic baseline (``torch.nn.functional.interpolate``, ``align_corners=False``)."""
+LANCZOS = "lanczos"
+"""Name of the Lanczos baseline (Pillow's 3-lobe Lanczos on float32 bands)."""
+PROJECTED_BICUBIC = "bicubic+projection"
+"""Name of bicubic followed by the nominal consistency projection (no network)."""
+BASELINES = (BICUBIC, LANCZOS, PROJECTED_BICUBIC)
+"""The non-learned methods every quality table carries."""
+RAW_SUFFIX = ":raw"
+"""Suffix of a network name that turns the consistency projection off (the raw network)."""
 
 @dataclass(frozen=True)
 class EvaluateConfig:
@@ -68,6 +86,9 @@ class EvaluateConfig:
     """Crops in ``crops.png`` (chosen by content: most texture in the reference)."""
     crop_px: int = 96
     """Edge of a crop in output px."""
+    consistency_lowpass_px: float | None = None
+    """Strength of the consistency projection of the networks and of ``bicubic+projection``
+    (:func:`s2scale.upscale`'s ``consistency_lowpass_px``); None: the package default."""
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -92,9 +113,13 @@ class ModelEntry:
     name: str
     """As given on the command line."""
     spec: str | None
-    """Registry name or checkpoint path for :func:`s2scale.upscale`; None for bicubic."""
+    """Registry name or checkpoint path for :func:`s2scale.upscale`; None for a baseline."""
     card: dict[str, Any] = field(default_factory=dict)
     """Arch, checkpoint, parameters, size and model card of the weights."""
+    consistency: bool = True
+    """Run the network with the consistency projection (``upscale``'s default)."""
+    baseline: str | None = None
+    """One of :data:`BASELINES` when ``spec`` is None."""
 
 
 def _card(name: str, path: Path) -> dict[str, Any]:
@@ -132,11 +157,13 @@ def resolve_models(
     from s2scale.models import GENERATORS
 
     entries, skipped = [], {}
-    for name in names:
-        if name == BICUBIC:
-            entries.append(ModelEntry(name=name, spec=None, card={"arch": "bicubic",
-                                      "parameters": 0}))  # fmt: skip
+    for given in names:
+        if given in BASELINES:
+            entries.append(ModelEntry(name=given, spec=None, baseline=given,
+                                      card={"arch": given, "parameters": 0}))  # fmt: skip
             continue
+        raw = given.endswith(RAW_SUFFIX)
+        name = given[: -len(RAW_SUFFIX)] if raw else given
         if name in GENERATORS:
             path = weights_path(name)
             if not path.is_file():
@@ -155,23 +182,65 @@ def resolve_models(
             path = Path(name)
             if not path.suffix and len(path.parts) == 1:
                 raise ConfigError(
-                    f"unknown model {name!r}; use bicubic, a registry name "
-                    f"({', '.join(sorted(GENERATORS))}) or a checkpoint path (*.pt)"
+                    f"unknown model {given!r}; use a baseline ({', '.join(BASELINES)}), a "
+                    f"registry name ({', '.join(sorted(GENERATORS))}) or a checkpoint path "
+                    f"(*.pt), each network optionally with {RAW_SUFFIX!r} (no projection)"
                 )
             if not path.is_file():
                 raise CheckpointError(f"checkpoint {name!r} not found; pass an existing *.pt")
-        entries.append(ModelEntry(name=name, spec=name if name in GENERATORS else str(path),
-                                  card=_card(name, path)))  # fmt: skip
+        entries.append(ModelEntry(name=given, spec=name if name in GENERATORS else str(path),
+                                  card=_card(name, path), consistency=not raw))  # fmt: skip
     return entries, skipped
 
 
 # ------------------------------------------------------------------------------ running
-def _bicubic_dn(lr: np.ndarray, scale: int) -> np.ndarray:
-    """Bicubic upsampling of DN, rounded to uint16, 0 under no data."""
+def _lanczos(img: np.ndarray, scale: int) -> np.ndarray:
+    """Pillow's Lanczos (3 lobes) of each ``(C, H, W)`` band, float64."""
+    from PIL import Image
+
+    h, w = img.shape[-2:]
+    return np.stack([
+        np.asarray(Image.fromarray(np.ascontiguousarray(b, np.float32), mode="F")
+                   .resize((w * scale, h * scale), Image.Resampling.LANCZOS), np.float64)
+        for b in img
+    ])  # fmt: skip
+
+
+def baseline_dn(
+    lr: np.ndarray, method: str, scale: int = 2, *, lowpass_px: float | None = None
+) -> np.ndarray:
+    """A non-learned upsampling of ``(C, H, W)`` DN, rounded to uint16, 0 under no data.
+
+    ``method`` is one of :data:`BASELINES`. No-data pixels are filled from their neighbours
+    (:func:`s2scale.infer.nodata.fill_nodata`) before interpolating, as :func:`s2scale.upscale`
+    does before its network; ``bicubic+projection`` projects the bicubic image onto the images
+    that the nominal Sentinel-2 operator maps to the (filled) input, over the whole image with
+    mirrored borders, with the projection strength ``lowpass_px`` (default the package's, as
+    :func:`s2scale.upscale`).
+
+    Examples
+    --------
+    >>> lr = np.full((4, 8, 8), 1200, np.uint16)
+    >>> [int(baseline_dn(lr, m).max()) for m in BASELINES]
+    [1200, 1200, 1200]
+    """
+    from s2scale.infer.consistency import CONSISTENCY_LOWPASS_PX, band_mtfs, project_block
+    from s2scale.infer.nodata import fill_nodata
     from s2scale.metrics import upsample_bicubic
 
+    if method not in BASELINES:
+        raise ConfigError(f"unknown baseline {method!r}; choose from {list(BASELINES)}")
     valid = np.all(lr > 0, axis=0)
-    up = upsample_bicubic(np.where(valid, lr, 0).astype(np.float64), scale)
+    filled = fill_nodata(lr, valid, max(lr.shape[-2:])).astype(np.float64)
+    if method == LANCZOS:
+        up = _lanczos(filled, scale)
+    else:
+        up = upsample_bicubic(filled, scale)
+    if method == PROJECTED_BICUBIC:
+        bands = BANDS if lr.shape[0] == len(BANDS) else ()
+        lowpass = CONSISTENCY_LOWPASS_PX if lowpass_px is None else lowpass_px
+        up = project_block(up.astype(np.float32), filled.astype(np.float32), scale=scale,
+                           mtfs=band_mtfs(bands), lowpass_px=lowpass)  # fmt: skip
     mask = np.repeat(np.repeat(valid, scale, axis=0), scale, axis=1)
     return np.where(mask, np.clip(np.rint(up), 1, 65535), 0).astype(np.uint16)
 
@@ -187,7 +256,8 @@ def run_model(
     """
     if entry.spec is None:
         for im in images:
-            yield _bicubic_dn(np.asarray(im.lr.values), cfg.scale)
+            yield baseline_dn(np.asarray(im.lr.values), entry.baseline or BICUBIC, cfg.scale,
+                              lowpass_px=cfg.consistency_lowpass_px)  # fmt: skip
         return
     import s2scale
     from s2scale.infer import prepare_model, upscale_window_block
@@ -195,7 +265,9 @@ def run_model(
     if not images:
         return
     setup = prepare_model(entry.spec, bands=tuple(im_bands(images)), device=cfg.device,
-                          tile_px=cfg.tile_px, batch_size=cfg.batch_size)  # fmt: skip
+                          tile_px=cfg.tile_px, batch_size=cfg.batch_size,
+                          consistency=entry.consistency,
+                          consistency_lowpass_px=cfg.consistency_lowpass_px)  # fmt: skip
     for im in images:
         # A raster smaller than the model's halo cannot be one Dask chunk with that halo: it
         # goes through the block kernel with mirrored context, like patches.
@@ -206,7 +278,9 @@ def run_model(
                 warnings.filterwarnings("ignore", message=".*lost in conversion to CF",
                                         category=UserWarning)  # fmt: skip
                 sr = s2scale.upscale(im.lr, entry.spec, device=cfg.device, tile_px=cfg.tile_px,
-                                     batch_size=cfg.batch_size)  # fmt: skip
+                                     batch_size=cfg.batch_size,
+                                     consistency=entry.consistency,
+                                     consistency_lowpass_px=cfg.consistency_lowpass_px)  # fmt: skip
             yield np.asarray(sr.data.compute(scheduler="synchronous"))
         else:
             halo = setup.halo_px
