@@ -327,6 +327,13 @@ def upscale(
     is_flag=True,
     help="Simulator mode: leave out the real Zurich orthophoto in $S2SCALE_SHARED_DATA/orthophoto.",
 )
+@click.option(
+    "--colocated",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    default=None,
+    help="Real co-located pairs mode: a folder of sites (Sentinel-2 revisits + a sharper image "
+    "of the same place, WorldStrat layout), split by site (s2scale.pairs.colocated).",
+)
 @handle_errors
 def pairs(
     out: Path,
@@ -343,6 +350,7 @@ def pairs(
     seeds: str | None,
     no_real_ortho: bool,
     no_coregister: bool,
+    colocated: Path | None,
     **options: Any,
 ) -> None:
     """Build (lr, hr) training pairs from orthophotos and Sentinel-2 on a Dask cluster.
@@ -351,15 +359,27 @@ def pairs(
     paired with it on the tile's UTM grid (HR 5 m nested in the 10 m pixels): mean filter and
     area resampling, co-registration check, histogram matching, 96/192 px patches, SSIM filter,
     spatial split. Without --orthophotos, the simulator's study-style and Wald-protocol pairs
-    are written instead (--seeds).
+    are written instead (--seeds). With --colocated DIR, real co-located pairs are cut instead:
+    every kept revisit of every site, split by whole site.
     """
     import yaml
 
     from s2scale.config import RunConfig
     from s2scale.errors import ConfigError
     from s2scale.pairs import PairsConfig
-    from s2scale.pipeline import run_pairs
+    from s2scale.pipeline import run_colocated_pairs, run_pairs
 
+    if colocated is not None:
+        given = [k for k, v in options.items() if v is not None and k not in ("lr_patch_px",
+                                                                            "stride_px")]
+        if orthophotos or seeds or config or given:
+            raise ConfigError(
+                "--colocated takes only --out, --lr-patch-px, --stride-px and --overwrite; "
+                f"leave out {', '.join(given) or '--orthophotos/--seeds/--config'}"
+            )
+        _echo_json(run_colocated_pairs(colocated, out, lr_patch_px=options["lr_patch_px"] or 96,
+                                       stride_px=options["stride_px"], overwrite=overwrite))
+        return
     sections: dict[str, Any] = {}
     if config is not None:
         try:

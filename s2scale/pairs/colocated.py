@@ -35,9 +35,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -47,7 +46,13 @@ import numpy as np
 from affine import Affine
 
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
-from s2scale.pairs.kernels import area_downsample, match_histograms_block, measure_shift_block
+from s2scale.pairs.kernels import (
+    SPLITS,
+    PatchSet,
+    area_downsample,
+    match_histograms_block,
+    measure_shift_block,
+)
 from s2scale.sentinel2 import BANDS
 
 __all__ = [
@@ -56,6 +61,7 @@ __all__ = [
     "Site",
     "build_site_pairs",
     "colocated_pairs",
+    "colocated_patches",
     "find_sites",
     "pansharpen",
     "split_sites",
@@ -520,10 +526,57 @@ def colocated_pairs(
     return chosen, summary
 
 
-def site_means(rows: Mapping[str, Sequence[Mapping[str, float]]], key: str) -> dict[str, float]:
-    """Mean of ``key`` per site over rows keyed ``"site/date"`` (helper of the tables)."""
-    out: dict[str, list[float]] = {}
-    for name, scores in rows.items():
-        site = name.split("/")[0]
-        out.setdefault(site, []).extend(float(s[key]) for s in scores if key in s)
-    return {s: float(np.mean(v)) for s, v in out.items() if v and all(map(math.isfinite, v))}
+def colocated_patches(
+    pairs: Sequence[ColocatedPair], *, lr_patch_px: int = 96, stride_px: int | None = None
+) -> tuple[PatchSet, np.ndarray]:
+    """Cut fully valid ``(lr, hr)`` patches from pairs; each patch takes its site's split.
+
+    Parameters
+    ----------
+    pairs
+        Kept pairs (:func:`colocated_pairs`), any splits.
+    lr_patch_px, stride_px
+        LR patch edge and lattice step (default the edge: no overlap).
+
+    Returns
+    -------
+    tuple
+        ``(patches, origins)``: a :class:`~s2scale.pairs.PatchSet` with one source record per
+        pair (kind ``real-colocated``, its selection record) and the LR ``(row, col)`` of every
+        patch in its revisit.
+    """
+    k = int(lr_patch_px)
+    step = int(stride_px or k)
+    if k < 8 or step < 1:
+        raise ConfigError(f"lr_patch_px must be >= 8 and stride_px >= 1, got {k}, {step}")
+    parts: list[PatchSet] = []
+    origins: list[np.ndarray] = []
+    for pair in pairs:
+        if pair.split not in SPLITS:
+            raise ConfigError(
+                f"pair {pair.site}/{pair.s2_date} has split {pair.split!r}; cut kept pairs only"
+            )
+        s = pair.hr.shape[1] // pair.lr.shape[1]
+        valid = (pair.hr > 0).all(0) & np.repeat(np.repeat((pair.lr > 0).all(0), s, 0), s, 1)
+        rows, cols = pair.lr.shape[1] - k, pair.lr.shape[2] - k
+        org = np.array([(r, c) for r in range(0, rows + 1, step) for c in range(0, cols + 1, step)
+                        if valid[r * s : (r + k) * s, c * s : (c + k) * s].all()],
+                       dtype=np.int64).reshape(-1, 2)  # fmt: skip
+        if not len(org):
+            continue
+        record = {"kind": "real-colocated", "name": f"{pair.site}/{pair.s2_date}",
+                  "file": pair.site, "date": pair.s2_date, **pair.record,
+                  "split": pair.split, "patches": len(org),
+                  "lr": "real Sentinel-2 revisit (stored, never re-synthesised)",
+                  "licence": "SPOT CC BY-NC 4.0 (WorldStrat, Airbus); Sentinel-2 CC BY 4.0",
+                  }  # fmt: skip
+        parts.append(PatchSet(
+            lr=np.stack([pair.lr[:, r : r + k, c : c + k] for r, c in org]),
+            hr=np.stack([pair.hr[:, r * s : (r + k) * s, c * s : (c + k) * s] for r, c in org]),
+            split=np.full(len(org), SPLITS.index(pair.split), np.int8),
+            source=np.zeros(len(org), np.int16), sources=[record],
+        ))  # fmt: skip
+        origins.append(org)
+    if not parts:
+        raise ConfigError(f"no {k} px patch fits fully valid in any of the {len(pairs)} pairs")
+    return PatchSet.concat(parts), np.concatenate(origins).astype(np.int32)

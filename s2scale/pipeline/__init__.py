@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from s2scale.pipeline.common import DEMO_DATETIME, run_search, timed
 from s2scale.pipeline.demo import run_demo
-from s2scale.pipeline.jobs import run_pairs, run_sample, run_train
+from s2scale.pipeline.jobs import run_colocated_pairs, run_pairs, run_sample, run_train
 from s2scale.pipeline.plan import Plan, build_plan
 from s2scale.pipeline.run import plan_upscale, run_cube, run_upscale
 
@@ -25,6 +25,7 @@ __all__ = [
     "Plan",
     "build_plan",
     "plan_upscale",
+    "run_colocated_pairs",
     "run_cube",
     "run_demo",
     "run_pairs",

@@ -13,7 +13,7 @@ from s2scale.pipeline.common import timed
 if TYPE_CHECKING:
     from s2scale.pairs import PairsConfig
 
-__all__ = ["run_pairs", "run_sample", "run_train"]
+__all__ = ["run_colocated_pairs", "run_pairs", "run_sample", "run_train"]
 
 
 def run_sample(
@@ -78,6 +78,42 @@ def run_pairs(
     with timed("pairs", timings):
         build_training_data(Path(out), seeds=chosen, include_real_ortho=include_real_ortho)
     return {"store": str(out), "seeds": list(chosen), "timings_s": timings}
+
+
+def run_colocated_pairs(
+    root: str | Path,
+    out: str | Path,
+    *,
+    lr_patch_px: int = 96,
+    stride_px: int | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Patch store of real co-located pairs (:mod:`s2scale.pairs.colocated`), split by site.
+
+    Every kept pair of the sites under ``root`` is cut into fully valid ``lr_patch_px`` patches
+    (the study's 96 px by default); each patch takes its site's split, so ``s2scale evaluate
+    --patches STORE --split test`` scores test sites only. The store's provenance holds the
+    selection config, every site's split and every pair's record (kept or dropped, and why).
+
+    Raises
+    ------
+    ConfigError
+        If ``out`` exists and ``overwrite`` is not set.
+    """
+    from s2scale.pairs import write_patch_store
+    from s2scale.pairs.colocated import ColocatedConfig, colocated_pairs, colocated_patches
+
+    if Path(out).exists() and not overwrite:
+        raise ConfigError(f"{str(out)!r} exists; choose another --out or pass --overwrite")
+    timings: dict[str, float] = {}
+    with timed("pairs", timings):
+        pairs, summary = colocated_pairs(root, ColocatedConfig())
+        patches, _ = colocated_patches(pairs, lr_patch_px=lr_patch_px, stride_px=stride_px)
+        provenance = {"builder": "s2scale.pairs.colocated", **summary}
+        write_patch_store(Path(out), patches, provenance=provenance)
+    counts = {s: int((patches.split == i).sum()) for i, s in enumerate(("train", "val", "test"))}
+    return {"store": str(out), "pairs": summary["kept"], "pairs_seen": summary["total"],
+            "patches": counts, "sites": summary["sites"], "timings_s": timings}  # fmt: skip
 
 
 def run_train(

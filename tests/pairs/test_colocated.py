@@ -145,7 +145,7 @@ def test_real_sites_split_and_selection(real_pairs):
     got = {s: sorted(n for n, v in summary["sites"].items() if v == s) for s in REAL_SPLIT}
     assert got == REAL_SPLIT
     kept = [p for p in pairs if p.kept]
-    assert len(kept) == 28 and summary["total"] == len(pairs) == 91
+    assert len(kept) == 28 and summary["total"] == len(pairs) == 94
     for p in kept:
         r = p.record
         assert abs(r["delta_days"]) <= 30 and r["correlation"][2] >= 0.8
@@ -170,3 +170,76 @@ def test_real_registration_improves_the_fit(shared_data):
         return float(np.mean((d - p.lr[:, 8:-8, 8:-8]) ** 2))
 
     assert err(p_on) < 0.8 * err(p_off)
+
+
+# ------------------------------------------------------------------------------ evaluation
+def test_evaluate_pairs_per_site_with_every_baseline(tmp_path, tiny_ckpt, lpips_weights):
+    from click.testing import CliRunner
+
+    from s2scale.cli import main
+
+    for i in range(3):
+        write_site(tmp_path / "sites" / f"site{i}", seed=i, s2_dates=("2020-05-01",))
+    names = f"bicubic,lanczos,bicubic+projection,{tiny_ckpt},{tiny_ckpt}:raw"
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["evaluate", "--pairs", str(tmp_path / "sites"),
+                                       "--models", names, "--perceptual", "lpips",
+                                       "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"]["mode"] == "colocated"
+    assert sorted(report["sites"]) == ["site0", "site1", "site2"]
+    assert {p["split"] for p in report["sites"].values()} == {"train", "val", "test"}
+    assert set(report["splits"]) == {"train", "val", "test"}
+    models = report["models"]
+    assert list(models) == names.split(",")
+    for m in models.values():
+        assert 20 < m["psnr_db"] < 60 and 0 <= m["lpips"] < 1
+    # the three baselines differ; the projection moves bicubic towards consistency with the input
+    assert models["lanczos"]["psnr_db"] != models["bicubic"]["psnr_db"]
+    assert (models["bicubic+projection"]["consistency_psnr_db"]
+            > models["bicubic"]["consistency_psnr_db"] + 10)  # fmt: skip
+    assert (models[f"{tiny_ckpt}"]["consistency_psnr_db"]
+            > models[f"{tiny_ckpt}:raw"]["consistency_psnr_db"] + 10)  # fmt: skip
+    md = (out / "report.md").read_text()
+    assert "## per site: PSNR dB / lpips" in md and "| site1 |" in md
+    assert "sites by split" in md
+
+
+def test_model_names_with_raw_and_unknown_ones(tiny_ckpt):
+    from s2scale.evaluate.score import BASELINES, resolve_models
+
+    entries, _ = resolve_models([*BASELINES, str(tiny_ckpt), f"{tiny_ckpt}:raw"])
+    assert [e.baseline for e in entries[:3]] == list(BASELINES)
+    assert [e.consistency for e in entries[3:]] == [True, False]
+    assert entries[4].spec == str(tiny_ckpt)
+    with pytest.raises(ConfigError, match="bicubic, lanczos, bicubic\\+projection"):
+        resolve_models(["nearest"])
+
+
+def test_pairs_command_writes_a_patch_store_split_by_site(tmp_path):
+    from click.testing import CliRunner
+
+    from s2scale.cli import main
+    from s2scale.pairs import read_patch_provenance, read_patch_store
+
+    for i in range(3):
+        write_site(tmp_path / "sites" / f"site{i}", seed=i, s2_dates=("2020-05-01", "2020-05-06"))
+    store = tmp_path / "pairs.zarr"
+    args = ["pairs", "--colocated", str(tmp_path / "sites"), "--out", str(store),
+            "--lr-patch-px", "32", "--stride-px", "32"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lr, hr, attrs = read_patch_store(store)
+    assert lr.shape[1:] == (4, 32, 32) and hr.shape[1:] == (4, 64, 64)
+    sites = attrs["provenance"]["sites"]
+    prov = read_patch_provenance(store)
+    for i, src in enumerate(attrs["sources"]):  # every patch has its site's split
+        assert src["kind"] == "real-colocated" and src["split"] == sites[src["site"]]
+        split_idx = ("train", "val", "test").index(src["split"])
+        assert (prov["split"][prov["source"] == i] == split_idx).all()
+    assert len(lr) == 3 * 2 * 9  # 3 sites x 2 revisits x 3 x 3 patches of 32 in 96 px
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    bad = CliRunner().invoke(main, [*args, "--overwrite", "--seeds", "1"])
+    assert bad.exit_code == 2 and "--colocated takes only" in bad.output
