@@ -27,6 +27,10 @@ _FULL = {
     "realesrgan": "64 features, 23 RRDB, growth 32",
 }
 _SOURCES = {
+    "real-colocated": "REAL cross-sensor pairs: Sentinel-2 L2A revisits (the real 10 m input) and "
+    "SPOT 6/7 of the same place, pan-sharpened from 1.5 m, area-averaged to the nested 5 m grid, "
+    "registered and mapped to the revisit's reflectance (`s2scale.pairs.colocated`); training "
+    "sites only",
     "real-s2-wald": "real Sentinel-2 10 m bands (HR) and their degraded 20 m copy (LR): the west "
     "70 % of each real scene (the east 30 % and a 16 px guard strip are never cut)",
     "real-ortho-study": "the study's orthophoto pairs from REAL orthophotos (Kanton Zürich 0.5 m "
@@ -167,6 +171,7 @@ def model_card(name: str, ckpt: Any, size_mb: float) -> str:
         "winter, TOA reflectance) and the seven Theia L3A monthly syntheses of 2018 (Bouconne "
         "forest, surface reflectance) of `$S2SCALE_SHARED_DATA/s2`.",
         "",
+        *_site_lines(data),
         "## Degradation (LR inputs)",
         "",
         "Drawn on the fly, per patch and epoch, by the Sentinel-2 degradation model "
@@ -201,6 +206,24 @@ def model_card(name: str, ckpt: Any, size_mb: float) -> str:
     lines += _tables(heldout)
     lines += ["## Limits", "", *_limits(ckpt.arch, t, heldout)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _site_lines(data: dict[str, Any]) -> list[str]:
+    """Which co-located sites were train, validation and test (from the store's provenance)."""
+    sites = (data.get("provenance") or {}).get("colocated_sites")
+    if not sites:
+        return []
+    names = {s: ", ".join(sorted(n for n, v in sites.items() if v == s))
+             for s in ("train", "val", "test", "unused")}  # fmt: skip
+    return [
+        "Real co-located pairs (WorldStrat sites of `$S2SCALE_SHARED_DATA/worldstrat`, split "
+        "by whole site): **train** (cut into patches) "
+        f"{names['train']}; **validation** (never cut; the defaults were chosen on them) "
+        f"{names['val']}; **test** (never cut, never used for a choice; the scores in "
+        f"`benchmarks/README.md`) {names['test']}; left out by the pair selection "
+        f"(|delta| > 30 days or red correlation < 0.8): {names['unused']}.",
+        "",
+    ]
 
 
 def _resume_lines(t: dict[str, Any]) -> list[str]:
@@ -251,9 +274,14 @@ def _loss_text(t: dict[str, Any], cfg: dict[str, Any]) -> str:
 
 def _limits(arch: str, t: dict[str, Any], heldout: dict[str, Any]) -> list[str]:
     """The limits section."""
+    colocated = "real-colocated" in ((t.get("data") or {}).get("mix") or {})
     out = [
-        "- **Scale invariance assumed**: trained on Wald pairs (20 m -> 10 m) and applied at "
-        "10 m -> 5 m; no real 5 m Sentinel-2 truth exists, and the scores above are Wald "
+        "- **Cross-sensor truth**: the real pairs' 5 m reference is SPOT 6/7 (pan-sharpened, "
+        "averaged to 5 m, fitted to Sentinel-2 reflectance), not a 5 m Sentinel-2; the "
+        "scores above are Wald protocol scores on real Sentinel-2."
+        if colocated
+        else "- **Scale invariance assumed**: trained on Wald pairs (20 m -> 10 m) and applied "
+        "at 10 m -> 5 m; no real 5 m Sentinel-2 truth exists, and the scores above are Wald "
         'protocol scores on real Sentinel-2, not "real 5 m truth".',
         "- Real Sentinel-2 training data are two places (a winter agricultural scene in "
         "Germany, a forest in France over seven dates); other landscapes (alpine, urban, "

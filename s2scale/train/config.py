@@ -42,7 +42,9 @@ from s2scale.train.degradations import DegradationConfig
 
 __all__ = ["RECIPES", "SOURCE_KINDS", "DataConfig", "TrainConfig"]
 
-SOURCE_KINDS: tuple[str, ...] = ("real-s2-wald", "real-ortho-study", "sim-wald-s2")
+SOURCE_KINDS: tuple[str, ...] = (
+    "real-colocated", "real-s2-wald", "real-ortho-study", "sim-wald-s2"
+)
 """Training sources a :class:`DataConfig` can build (see :mod:`s2scale.train.realdata`)."""
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -89,7 +91,10 @@ class DataConfig:
         default_factory=lambda: {"real-s2-wald": 0.7, "real-ortho-study": 0.15, "sim-wald-s2": 0.15}
     )
     """Source kind -> share of the training patches of an epoch (normalised to sum 1); kinds
-    with weight 0 are not built. Kinds: ``real-s2-wald`` (Wald pairs of the real Sentinel-2
+    with weight 0 are not built. Kinds: ``real-colocated`` (real Sentinel-2 revisits as the
+    input and a co-located sharper image as the target, the training sites of
+    :mod:`s2scale.pairs.colocated`; their real LR is never re-synthesised), ``real-s2-wald`` (Wald
+    pairs of the real Sentinel-2
     scenes in ``$S2SCALE_SHARED_DATA/s2``), ``real-ortho-study`` (real orthophotos, mean filter,
     resampled, histogram-matched to Sentinel-2), ``sim-wald-s2`` (simulated Sentinel-2)."""
     epoch_patches: int = 0
@@ -119,6 +124,9 @@ class DataConfig:
     """How a kind's share is spread over its sources: in proportion to their patches, or in
     equal parts per source file (simulated worlds: per world), so a small scene is not
     drowned by a large one."""
+    colocated_dir: str | None = None
+    """Folder of co-located sites for ``real-colocated`` (default
+    ``$S2SCALE_SHARED_DATA/worldstrat``); only the sites of the ``train`` split are cut."""
     seed: int = 0
     """Seed of the split blocks and of the mixing draw."""
 
@@ -282,6 +290,10 @@ class TrainConfig:
     """Data range of normalised reflectance for validation PSNR/SSIM."""
     output_dir: str = "runs/train"
     """Folder for ``metrics.csv``, TensorBoard events, ``checkpoints/`` and ``generator.pt``."""
+    init_checkpoint: str | None = None
+    """Generator checkpoint to fine-tune from (same arch and kwargs) instead of the warm start
+    of :func:`s2scale.train.recipes.train_shipped`; a relative path is taken from the current
+    folder."""
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -344,8 +356,10 @@ class TrainConfig:
                 f"perceptual_backbone={self.perceptual_backbone!r}; unset one of them"
             )
         if self.consistency not in ("off", "gan", "all"):
+            bare_off = self.consistency is False
+            hint = ' (YAML reads a bare off as false: write "off")' if bare_off else ""
             raise ConfigError(
-                f"consistency must be 'off', 'gan' or 'all', got {self.consistency!r}"
+                f"consistency must be 'off', 'gan' or 'all', got {self.consistency!r}{hint}"
             )
         if self.consistency != "off":
             from s2scale.infer.consistency import band_mtfs

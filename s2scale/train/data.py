@@ -85,6 +85,9 @@ class PairDataset(Dataset):
         Band names of the channels (the Sentinel-2 model's PSF and noise are per band).
     seed
         Seed of augmentations and degradations.
+    fixed_lr
+        ``(N,)`` bool: pairs whose stored ``lr`` is always used, never synthesised (real
+        co-located pairs: the real Sentinel-2 image is the input), even with a degradation.
 
     Raises
     ------
@@ -123,9 +126,19 @@ class PairDataset(Dataset):
     """Band names of the channels."""
     seed: int = 0
     """Seed of all randomness."""
+    fixed_lr: np.ndarray | None = None
+    """``(N,)`` bool: use the stored ``lr`` of these pairs even when a degradation is set."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "normalization", Normalization.coerce(self.normalization))
+        if self.fixed_lr is not None:
+            fixed = np.asarray(self.fixed_lr, bool)
+            if fixed.shape != (self.hr.shape[0],) or (fixed.any() and self.lr is None):
+                raise GridMismatchError(
+                    f"fixed_lr must be one bool per pair ({self.hr.shape[0]}) with lr given, "
+                    f"got shape {fixed.shape}"
+                )
+            object.__setattr__(self, "fixed_lr", fixed)
         if len(self.hr.shape) != 4:
             raise GridMismatchError(f"hr must be (N, C, H, W), got shape {self.hr.shape}")
         n, c, h, w = self.hr.shape
@@ -197,14 +210,15 @@ class PairDataset(Dataset):
         gen = torch.Generator().manual_seed(self._rng_seed(epoch, index))
         code = int(torch.randint(8, (), generator=gen)) if self.augment else 0
         hr = _dihedral(hr, code)
-        if self.degradation is not None:
-            lr = degrade(hr[None], scale=self.scale, config=self.degradation, generator=gen)[0]
-        elif self.sensor_degradation is not None:
-            lr = self._sensor_lr(hr, epoch, index)
-        else:
+        fixed = self.fixed_lr is not None and bool(self.fixed_lr[index])
+        if fixed or (self.degradation is None and self.sensor_degradation is None):
             assert self.lr is not None  # checked in __post_init__
             lr = torch.from_numpy(norm.normalize(np.asarray(self.lr[index], dtype=np.float32)))
             lr = _dihedral(lr, code)
+        elif self.degradation is not None:
+            lr = degrade(hr[None], scale=self.scale, config=self.degradation, generator=gen)[0]
+        else:
+            lr = self._sensor_lr(hr, epoch, index)
         return lr.contiguous(), hr.contiguous()
 
 

@@ -233,6 +233,7 @@ def _configured(train_data: Dataset, config: TrainConfig) -> Dataset:
         sensor_degradation=config.sensor_degradation or train_data.sensor_degradation,
         bands=tuple(config.bands),
         seed=config.seed,
+        fixed_lr=train_data.fixed_lr,
     )
 
 

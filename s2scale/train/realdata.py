@@ -15,7 +15,12 @@ from three kinds of source:
   ortho_to_reflectance`), mean-filtered and resampled to the HR pixel (block mean), and
   histogram-matched band by band to Sentinel-2 (the real scenes' training parts); no
   co-located Sentinel-2 exists for them, so their LR is simulated by the degradation model.
-- ``sim-wald-s2``: the simulator's Sentinel-2 10 m image of a few worlds, as Wald pairs.
+- ``sim-wald-s2``: the simulator's Sentinel-2 10 m image of a few worlds, as Wald pairs;
+- ``real-colocated``: real cross-sensor pairs (:mod:`s2scale.pairs.colocated`, default folder
+  ``$S2SCALE_SHARED_DATA/worldstrat``): the real Sentinel-2 revisit is the input (stored and
+  never re-synthesised: :class:`~s2scale.train.data.PairDataset`'s ``fixed_lr``) and the
+  co-located sharper image on the nested grid the target. Only the sites of the ``train`` split
+  are cut; the validation and test sites are never seen in training.
 
 Every real scene keeps its east ``val_fraction`` (default 30 %) for validation only: no patch
 is cut there, and a guard strip of ``guard_px`` columns separates it from the training part
@@ -515,6 +520,10 @@ def build_mixed_store(
             "real-s2-wald and real-ortho-study weight 0"
         )
     parts: list[tuple[PatchSet, Any]] = []
+    colocated_sites: dict[str, str] | None = None
+    if "real-colocated" in weights:
+        colocated, colocated_sites = _colocated_parts(cfg, scale)
+        parts += colocated
     if "real-s2-wald" in weights:
         parts += _real_s2_parts(cfg, s2_dir, scale)
     if "real-ortho-study" in weights:
@@ -531,11 +540,66 @@ def build_mixed_store(
         "scale": scale,
         "build_seconds": round(time.perf_counter() - t0, 1),
     }
+    if colocated_sites is not None:
+        provenance["colocated_sites"] = colocated_sites
     path = write_patch_store(out_store, patches, bands=BANDS, scale=scale, provenance=provenance)
     _write_origins(path, origins)
     log.info("mixed store %s: %d patches from %d sources in %.0fs",
              path, len(patches), len(patches.sources), time.perf_counter() - t0)  # fmt: skip
     return path
+
+
+def colocated_dir(cfg: DataConfig) -> Path:
+    """Folder of the co-located sites: ``cfg.colocated_dir`` or ``$S2SCALE_SHARED_DATA/worldstrat``.
+
+    Raises
+    ------
+    ConfigError
+        If neither is set or the folder is absent.
+    """
+    root = cfg.colocated_dir or (
+        str(Path(os.environ[SHARED_DATA_ENV]) / "worldstrat") if SHARED_DATA_ENV in os.environ
+        else None
+    )  # fmt: skip
+    if root is None or not Path(root).is_dir():
+        raise ConfigError(
+            f"data.mix uses real-colocated but the sites folder {root} is absent; set "
+            f"data.colocated_dir or {SHARED_DATA_ENV} (with worldstrat/), or give it weight 0"
+        )
+    return Path(root)
+
+
+def _colocated_parts(
+    cfg: DataConfig, scale: int
+) -> tuple[list[tuple[PatchSet, Any]], dict[str, str]]:
+    """``real-colocated`` patches of the training sites' kept pairs, and every site's split.
+
+    The LR of each patch is the real revisit (stored); the split is ``train``, ``val``, ``test``
+    or ``unused`` (no pair kept).
+    """
+    from s2scale.pairs.colocated import colocated_pairs, colocated_patches
+
+    root = colocated_dir(cfg)
+    pairs, summary = colocated_pairs(root, splits=["train"])
+    if not pairs:
+        raise ConfigError(f"no co-located training pair under {str(root)!r} passes the selection")
+    patches, origins = colocated_patches(pairs, lr_patch_px=cfg.lr_patch_px,
+                                         stride_px=cfg.stride_px)  # fmt: skip
+    # inside the training sites, spatial blocks form the loop's own validation split
+    split = split_blocks(origins, patch_px=cfg.lr_patch_px, block_px=cfg.block_px,
+                         fractions=(1 - cfg.internal_val_fraction, cfg.internal_val_fraction,
+                                    0.0), seed=cfg.seed)  # fmt: skip
+    keep = split >= 0
+    for i, record in enumerate(patches.sources):
+        record["patches"] = int((keep & (patches.source == i)).sum())
+    patches = PatchSet(lr=patches.lr[keep], hr=patches.hr[keep],
+                       split=split[keep].astype(np.int8), source=patches.source[keep],
+                       sources=patches.sources)  # fmt: skip
+    parts = [(patches, (origins[keep] * scale).astype(np.int32))]
+    log.info("real-colocated: %d patches from %d pairs of the training sites %s",
+             len(patches), len(pairs),
+             sorted(n for n, v in summary["sites"].items() if v == "train"))  # fmt: skip
+    return parts, dict(summary["sites"])
 
 
 def _write_origins(path: Path, origins: np.ndarray) -> None:

@@ -46,6 +46,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 """Where the package lies; only asked for its git commit (model card provenance)."""
 CONFIG_DIR = Path(str(resources.files("s2scale"))) / "configs" / "train"
 """Where ``<name>.yaml`` of the shipped generators live (package data)."""
+FIXED_LR_KINDS = ("real-colocated",)
+"""Source kinds whose stored LR is the real input: never re-synthesised by a degradation."""
 GPU_SUFFIX = "-gpu"
 """``<name>-gpu.yaml`` trains the full-size ``<name>`` on a GPU and ships as ``<name>.pt``."""
 
@@ -161,6 +163,39 @@ def _warm_start_state(cfg: Any, directory: Path, hr_px: int) -> Path:
     return save_state(
         directory, TrainState(), run.components(), config=cfg.to_dict(), sampler_seed=cfg.seed
     )
+
+
+def _init_state(cfg: Any, directory: Path, hr_px: int, checkpoint: Path) -> Path:
+    """A step-0 training checkpoint whose generator (and EMA) hold ``checkpoint``'s weights."""
+    from s2scale.errors import CheckpointError
+    from s2scale.models import read_checkpoint
+    from s2scale.train.engine import Run, unwrap
+    from s2scale.train.state import TrainState, save_state
+
+    if not checkpoint.is_file():
+        raise CheckpointError(
+            f"init_checkpoint {str(checkpoint)!r} does not exist; train the base generator first "
+            "(see the config's comment) or set init_checkpoint to an existing checkpoint"
+        )
+    ckpt = read_checkpoint(checkpoint)
+    run = Run(cfg, torch.device("cpu"), 1, hr_px)
+    gen = unwrap(run.gen)
+    if ckpt.arch != cfg.arch or dict(ckpt.kwargs) != {**dict(ckpt.kwargs), **cfg.arch_kwargs}:
+        raise CheckpointError(
+            f"init_checkpoint {str(checkpoint)!r} is {ckpt.arch} {dict(ckpt.kwargs)}, but the "
+            f"config trains {cfg.arch} {cfg.arch_kwargs}; use a checkpoint of the same network"
+        )
+    gen.load_state_dict({k: v.float() for k, v in ckpt.state_dict.items()})
+    if run.ema is not None:
+        run.ema.load_state_dict(gen.state_dict())
+    return save_state(
+        directory, TrainState(), run.components(), config=cfg.to_dict(), sampler_seed=cfg.seed
+    )
+
+
+def _file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _git_commit() -> str | None:
@@ -279,9 +314,13 @@ def train_shipped(
              name, len(train_ds), len(val_ds or ()), cfg.total_steps)  # fmt: skip
     t0 = time.perf_counter()
     hr_px = int(train_ds.hr.shape[-1])
+    base = Path(cfg.init_checkpoint) if cfg.init_checkpoint else None
     if resume is not None:
         init: Path | None = Path(resume)
         resumed = _resumed_from(init, cfg)
+    elif base is not None:
+        init = _init_state(cfg, work / name / "init", hr_px, base)
+        resumed = None
     else:
         init = _warm_start_state(cfg, work / name / "init", hr_px) if warm else None
         resumed = None
@@ -299,6 +338,7 @@ def train_shipped(
         name=name,
         out_dir=out_dir,
         warm=warm,
+        base=base,
         wall_s=wall_s,
         data={
             "store": str(store_path),
@@ -394,8 +434,11 @@ def _datasets(
         n = data.epoch_patches or len(kind_of)
         idx = mixed_indices(kind_of, data.weights, n, data.seed, groups=groups)
         lr_tr, hr_tr = lr_tr[idx], hr_tr[idx]
+        fixed = np.isin(kind_of[idx], FIXED_LR_KINDS)
         attrs = {**attrs, "epoch_mix": {k: int((kind_of[idx] == k).sum()) for k in data.weights}}
-    train_ds = PairDataset(hr=hr_tr, lr=lr_tr, scale=scale, normalization=norm)
+    else:
+        fixed = None
+    train_ds = PairDataset(hr=hr_tr, lr=lr_tr, scale=scale, normalization=norm, fixed_lr=fixed)
     val_ds = (
         PairDataset(hr=hr_va[:96], lr=lr_va[:96], scale=scale, normalization=norm, augment=False)
         if len(lr_va)
@@ -423,15 +466,18 @@ def _card_summary(
     warm: bool,
     wall_s: float,
     data: dict[str, Any],
+    base: Path | None = None,
 ) -> dict[str, Any]:
     """The training summary stored in the checkpoint (plain data, loadable with weights_only)."""
     in_repo = cfg_path.resolve().is_relative_to(REPO_ROOT)
     summary.update(
         {
             "recipe_command": f"s2scale train --config {name} --out {out_dir}",
-            "initialisation": "warm_start (interpolator-like, s2scale.train.recipes.warm_start)"
-            if warm
-            else "random (build_generator seed)",
+            "initialisation": (
+                f"fine-tuned from {base} (sha256 {_file_sha256(base)[:16]})" if base is not None
+                else "warm_start (interpolator-like, s2scale.train.recipes.warm_start)" if warm
+                else "random (build_generator seed)"
+            ),
             "config_file": str(cfg_path.resolve().relative_to(REPO_ROOT) if in_repo else cfg_path),
             "wall_time_s": round(wall_s, 1),
             "device": _device_label(cfg.device),

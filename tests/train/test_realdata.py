@@ -186,3 +186,56 @@ def test_datasets_mix_the_training_split(real_store):
         "real-ortho-study": 100,
     }
     assert val_ds is not None and len(val_ds) > 0
+
+
+def test_fixed_lr_pairs_keep_their_real_input_under_a_degradation():
+    hr = _hr_patches()
+    lr = np.full((len(hr), 4, hr.shape[2] // 2, hr.shape[3] // 2), 1234, np.uint16)
+    fixed = np.zeros(len(hr), bool)
+    fixed[::2] = True
+    ds = PairDataset(hr=hr, lr=lr, scale=2, sensor_degradation=DegradationConfig(),
+                     augment=False, fixed_lr=fixed)  # fmt: skip
+    for i in range(len(hr)):
+        x, _ = ds[(0, i)]
+        is_stored = bool(torch.allclose(x, torch.full_like(x, 0.1234)))
+        assert is_stored == bool(fixed[i])
+    with pytest.raises(Exception, match="fixed_lr"):
+        PairDataset(hr=hr, lr=lr, scale=2, fixed_lr=fixed[:2])
+
+
+@pytest.fixture(scope="module")
+def colocated_store(tmp_path_factory, shared_data):
+    cfg = DataConfig(mix={"real-colocated": 0.7, "real-s2-wald": 0.3}, lr_patch_px=32,
+                     stride_px=32, colocated_dir=str(shared_data / "worldstrat"))  # fmt: skip
+    out = tmp_path_factory.mktemp("colocated") / "patches.zarr"
+    build_mixed_store(out, cfg, s2_folder=shared_data / "s2")
+    return out, cfg
+
+
+def test_colocated_store_uses_only_the_training_sites(colocated_store):
+    from s2scale.pairs.colocated import split_sites
+    from s2scale.train.recipes import _datasets
+
+    path, cfg = colocated_store
+    _, _, attrs = read_patch_store(path)
+    colocated = [s for s in attrs["sources"] if s["kind"] == "real-colocated"]
+    sites = {s["site"] for s in colocated}
+    assert sites == {"Landcover-31746", "Landcover-769356", "Landcover-772423",
+                     "UNHCR-CODs026832", "UNHCR-NGAs036021"}  # fmt: skip
+    assert all(not s.get("dropped") and abs(s["delta_days"]) <= 30 for s in colocated)
+    assert all("real Sentinel-2" in s["lr"] for s in colocated)
+    assert set(split_sites(sorted(sites))) == sites  # names only; the split itself is tested
+    train_ds, _, _ = _datasets(path, 2, DataConfig(**{**cfg.__dict__, "epoch_patches": 100}))
+    assert train_ds.fixed_lr is not None and 60 <= int(train_ds.fixed_lr.sum()) <= 80
+    # a fixed pair's LR is the stored real revisit, not a degradation of its HR
+    i = int(np.flatnonzero(train_ds.fixed_lr)[0])
+    x, _ = PairDataset(hr=train_ds.hr, lr=train_ds.lr, scale=2, augment=False,
+                       sensor_degradation=DegradationConfig(),
+                       fixed_lr=train_ds.fixed_lr)[(0, i)]  # fmt: skip
+    np.testing.assert_allclose(x.numpy(), train_ds.lr[i] / 10000.0, rtol=1e-6)
+
+
+def test_colocated_source_needs_its_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("S2SCALE_SHARED_DATA", raising=False)
+    with pytest.raises(ConfigError, match="colocated_dir"):
+        build_mixed_store(tmp_path / "p.zarr", DataConfig(mix={"real-colocated": 1.0}))

@@ -89,11 +89,18 @@ GAN_CONFIGS = {"esrgan": ("vgg", "relativistic"), "realesrgan": ("unet", "vanill
 
 
 @pytest.mark.parametrize("name", ["srcnn", "srresnet", "esrgan", "realesrgan"])
-def test_shipped_configs_parse(name):
-    cfg = TrainConfig.from_yaml(CONFIG_DIR / f"{name}.yaml")
+@pytest.mark.parametrize("stage", ["-wald", ""])
+def test_shipped_configs_parse(name, stage):
+    cfg = TrainConfig.from_yaml(CONFIG_DIR / f"{name}{stage}.yaml")
     assert cfg.arch == name and cfg.bands == ("blue", "green", "red", "nir") and cfg.scale == 2
     assert cfg.normalization["scale"] == 10000.0
     assert cfg.data is not None and "real-s2-wald" in cfg.data.weights
+    if stage == "-wald":  # the base: Wald pairs from a warm start
+        assert cfg.init_checkpoint is None and "real-colocated" not in cfg.data.weights
+    else:  # shipped: the base fine-tuned with real co-located pairs as the main data
+        assert cfg.init_checkpoint == f"runs/shipped/{name}-wald.pt"
+        assert max(cfg.data.weights, key=cfg.data.weights.get) == "real-colocated"
+        assert cfg.consistency == "off"
     if name not in GAN_CONFIGS:
         assert cfg.gan_steps == 0
     else:
@@ -174,3 +181,28 @@ def test_warm_start_of_each_shipped_size_starts_as_an_interpolator(name, mode):
         torch.testing.assert_close(flat[inner], torch.full_like(flat[inner], 0.2), atol=1e-6,
                                    rtol=0)
         assert abs(y[inner].mean() / x[..., 4:-4, 4:-4].mean() - 1) < 0.01
+
+
+def test_init_checkpoint_starts_training_from_its_weights(tmp_path):
+    from s2scale.errors import CheckpointError
+    from s2scale.models import save_checkpoint
+    from s2scale.train.recipes import _init_state
+    from s2scale.train.state import load_state
+
+    kw = {"num_feat": 8, "num_feat_map": 4}
+    net = build_generator("srcnn", bands=4, scale=2, seed=7, **kw)
+    base = tmp_path / "base.pt"
+    save_checkpoint(base, net, bands=["blue", "green", "red", "nir"],
+                    normalization={"offset": 0.0, "scale": 10000.0})  # fmt: skip
+    cfg = TrainConfig(arch="srcnn", arch_kwargs=kw, recipe="esrgan", init_checkpoint=str(base),
+                      pretrain_steps=1, gan_steps=0, device="cpu")  # fmt: skip
+    state = load_state(_init_state(cfg, tmp_path / "init", 32, base))
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(state["components"]["generator"][k], v)
+    assert state["step"] == 0
+    other = TrainConfig(arch="srcnn", arch_kwargs={"num_feat": 16, "num_feat_map": 4},
+                        recipe="esrgan", device="cpu")  # fmt: skip
+    with pytest.raises(CheckpointError, match="same network"):
+        _init_state(other, tmp_path / "x", 32, base)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        _init_state(cfg, tmp_path / "y", 32, tmp_path / "missing.pt")
