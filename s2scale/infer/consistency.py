@@ -57,7 +57,7 @@ __all__ = [
 
 CONSISTENCY_TAPS = 10
 """Default half-length (LR px) of the truncated inverse filter of ``D D^T``."""
-CONSISTENCY_LOWPASS_PX = 0.0
+CONSISTENCY_LOWPASS_PX = 4.0
 """Default low-pass (Gaussian sigma, LR px) of the residual in ``s2scale.upscale``: the strength
 chosen on the validation sites of real co-located pairs (``benchmarks/README.md``)."""
 

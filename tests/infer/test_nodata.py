@@ -80,14 +80,14 @@ def test_valid_pixels_next_to_a_hole_are_unchanged(tiny_checkpoint):
 
 
 def test_chunked_equals_whole_with_holes(tiny_checkpoint):
-    cube = make_cube(288, 280, seed=5)
-    cube[:, 100:130, 60:75] = 0  # a cloud across a chunk edge
-    cube[:, 200:288, 240:280] = 0  # a swath corner
+    cube = make_cube(384, 376, seed=5)
+    cube[:, 175:205, 60:75] = 0  # a cloud across a chunk edge
+    cube[:, 296:384, 336:376] = 0  # a swath corner
     cube[2, 20, 20] = 0
-    out = upscale(cube, tiny_checkpoint, chunk_px=140, tile_px=96, device="cpu")
-    # context: network halo 20 + consistency 14 + fill 34 LR px
-    assert out.attrs["halo_px"] == 68 and out.attrs["network_halo_px"] == 20
-    assert out.data.chunks[1:] == ((280, 296), (280, 280))
+    out = upscale(cube, tiny_checkpoint, chunk_px=188, tile_px=96, device="cpu")
+    # context: network halo 20 + consistency 26 (14 + 3 x the 4 px low-pass) + fill 46 LR px
+    assert out.attrs["halo_px"] == 92 and out.attrs["network_halo_px"] == 20
+    assert out.data.chunks[1:] == ((376, 392), (376, 376))
     whole = upscale(cube, tiny_checkpoint, chunk_px=512, device="cpu")
     a = out.compute(scheduler="sync").values.astype(np.int32)
     b = whole.compute(scheduler="sync").values.astype(np.int32)
@@ -139,12 +139,12 @@ def test_cloud_hole_does_not_darken_real_neighbours(real_crop):
 def test_shipped_generators_are_chunk_invariant_with_holes(shared_data, model):
     path = shared_data / "s2" / "S2_L1C_T33UUU_20170216_B02_B03_B04_B08_10m.tif"
     with rasterio.open(path) as src:
-        data = src.read(window=((100, 388), (300, 588)))
-    data[:, 130:160, 40:90] = 0  # a cloud across the chunk edge at 144
-    data[:, 250:, 250:] = 0  # a swath corner
-    cube = make_cube(288, 288).copy(data=data)
-    chunked = upscale(cube, model, chunk_px=144, device="cpu")
-    whole = upscale(cube, model, chunk_px=288, device="cpu")
+        data = src.read(window=((100, 484), (300, 684)))
+    data[:, 178:208, 40:90] = 0  # a cloud across the chunk edge at 192
+    data[:, 340:, 340:] = 0  # a swath corner
+    cube = make_cube(384, 384).copy(data=data)
+    chunked = upscale(cube, model, chunk_px=192, device="cpu")
+    whole = upscale(cube, model, chunk_px=384, device="cpu")
     assert chunked.data.numblocks[1:] == (2, 2) and whole.data.numblocks[1:] == (1, 1)
     diff = np.abs(chunked.values.astype(np.int32) - whole.values.astype(np.int32))
     assert diff.max() <= 1

@@ -141,7 +141,7 @@ def test_time_cube_random_weights_and_metadata():
     assert out.dims == cube.dims and out.shape == (2, 4, 128, 112)
     assert out.attrs["random_weights"] == 1 and out.attrs["model"] == "srvgg"
     assert out.attrs["checkpoint"] == "" and out.attrs["network_halo_px"] == 12
-    assert out.attrs["halo_px"] == 12 + 14 + 26  # + consistency + fill
+    assert out.attrs["halo_px"] == 12 + 26 + 38  # + consistency (14 + 3 x 4 low-pass) + fill
     assert out.attrs["consistency"] == 1 and out.attrs["fill_nodata"] == 1
     assert list(out.band.values) == BANDS
     np.testing.assert_array_equal(out.time.values, cube.time.values)
@@ -169,17 +169,17 @@ def test_coordinates_and_transform(tiny_checkpoint):
 
 
 def test_numpy_and_dask_inputs_agree(tiny_checkpoint):
-    cube = make_cube(192, 192)
-    a = upscale(cube, tiny_checkpoint, chunk_px=96, halo_px=8, device="cpu")
-    b = upscale(cube.chunk({"y": 96, "x": 96}), tiny_checkpoint, halo_px=8, device="cpu")
+    cube = make_cube(288, 288)
+    a = upscale(cube, tiny_checkpoint, chunk_px=144, halo_px=8, device="cpu")
+    b = upscale(cube.chunk({"y": 144, "x": 144}), tiny_checkpoint, halo_px=8, device="cpu")
     assert isinstance(a.data, da.Array) and a.data.chunks == b.data.chunks
     np.testing.assert_array_equal(a.compute(scheduler="sync"), b.compute(scheduler="sync"))
 
 
 # ------------------------------------------------------------------------------ graph checks
 def _lazy_cube():
-    cube = make_cube(288, 288)
-    return cube.copy(data=da.ones(cube.shape, dtype=np.uint16, chunks=(4, 144, 144)))
+    cube = make_cube(384, 384)
+    return cube.copy(data=da.ones(cube.shape, dtype=np.uint16, chunks=(4, 192, 192)))
 
 
 def test_building_the_graph_does_not_compute(tiny_checkpoint):
@@ -227,8 +227,8 @@ def test_errors_are_clear(tiny_checkpoint, tmp_path):
         upscale(cube.sel(band=["blue", "green", "red"]), tiny_checkpoint)
     with pytest.raises(ConfigError, match=r"bands.*nir.*red.*expects"):
         upscale(cube.sel(band=["blue", "green", "nir", "red"]), tiny_checkpoint)
-    with pytest.raises(GridMismatchError, match="margin_px=68 needs spatial chunks >= 136px"):
-        upscale(cube, tiny_checkpoint, chunk_px=20)  # 20 network + 14 consistency + 34 fill
+    with pytest.raises(GridMismatchError, match="margin_px=92 needs spatial chunks >= 184px"):
+        upscale(cube, tiny_checkpoint, chunk_px=20)  # 20 network + 26 consistency + 46 fill
     with pytest.raises(ConfigError, match=r"\['band0'.*consistency=False"):
         upscale(cube.assign_coords(band=[f"band{i}" for i in range(4)]), "srvgg",
                 random_weights=True, device="cpu")  # fmt: skip
@@ -257,11 +257,11 @@ def test_errors_are_clear(tiny_checkpoint, tmp_path):
 
 
 def test_realesrgan_needs_even_chunks():
-    cube = make_cube(200, 200)
+    cube = make_cube(300, 300)
     kw = dict(random_weights=True, model_kwargs={"num_feat": 4, "num_block": 1, "num_grow_ch": 4})
     with pytest.raises(GridMismatchError, match="multiples of 2"):
-        upscale(cube, "realesrgan", chunk_px=105, halo_px=8, **kw)
-    out = upscale(cube, "realesrgan", chunk_px=96, halo_px=8, tile_px=64, device="cpu", **kw)
-    assert out.attrs["halo_px"] == 8 + 14 + 22  # all multiples of the input multiple, 2
+        upscale(cube, "realesrgan", chunk_px=145, halo_px=8, **kw)
+    out = upscale(cube, "realesrgan", chunk_px=144, halo_px=8, tile_px=64, device="cpu", **kw)
+    assert out.attrs["halo_px"] == 8 + 26 + 34  # all multiples of the input multiple, 2
     with dask.config.set(scheduler="sync"):
-        assert out.shape == (4, 400, 400) and int(out.min()) >= 0
+        assert out.shape == (4, 600, 600) and int(out.min()) >= 0

@@ -19,8 +19,8 @@ NO_FUSE = {
 
 
 def _compare_with_sync(checkpoint: str, *, processes: bool) -> None:
-    cube = make_cube(240, 224, time=2, seed=7)
-    out = upscale(cube, checkpoint, chunk_px=112, halo_px=12, device="auto", dtype="float32")
+    cube = make_cube(320, 304, time=2, seed=7)
+    out = upscale(cube, checkpoint, chunk_px=152, halo_px=12, device="auto", dtype="float32")
     expected = out.compute(scheduler="sync")
     with (
         dask.config.set(NO_FUSE),
