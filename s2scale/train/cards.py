@@ -132,7 +132,10 @@ def model_card(name: str, ckpt: Any, size_mb: float) -> str:
         + (f", {params / 1e6:.2f} M parameters" if params else "")
         + f"; full size ({_FULL.get(ckpt.arch, '?')}): `{name}-gpu.yaml` |",
         f"| Bands | `{', '.join(ckpt.bands)}` (Sentinel-2 B02, B03, B04, B08) |",
-        f"| Scale | x{ckpt.scale} (10 m -> 5 m at use; trained 20 m -> 10 m, see Limits) |",
+        f"| Scale | x{ckpt.scale} (10 m -> 5 m at use; "
+        + ("trained on real 10 m -> 5 m cross-sensor pairs and 20 m -> 10 m Wald pairs"
+           if "real-colocated" in (data.get("mix") or {}) else "trained 20 m -> 10 m")
+        + ", see Limits) |",
         "| Normalisation | `x = harmonised DN / 10000` (reflectance); outputs in the same units |",
         f"| Loss | {_loss_text(t, cfg)} |",
         "",
@@ -174,7 +177,9 @@ def model_card(name: str, ckpt: Any, size_mb: float) -> str:
         *_site_lines(data),
         "## Degradation (LR inputs)",
         "",
-        "Drawn on the fly, per patch and epoch, by the Sentinel-2 degradation model "
+        ("The real co-located pairs keep their real Sentinel-2 input. For the Wald pairs: "
+         if "real-colocated" in (data.get("mix") or {}) else "")
+        + "Drawn on the fly, per patch and epoch, by the Sentinel-2 degradation model "
         "(`s2scale.degradation`; sources of the numbers in its docstring): Gaussian PSF per band "
         f"and axis with MTF at the 20 m Nyquist in {deg.get('mtf_range')} (nominal 0.30), "
         f"band misregistration {deg.get('shift_range_px')} LR px, Gaussian noise "
