@@ -485,7 +485,7 @@ def train(
     help="Directory for the sample and all outputs.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier run in OUT.")
-@click.option("--model", default=None, help="Shipped generator name or checkpoint [realesrgan].")
+@click.option("--model", default=None, help="Shipped generator name or checkpoint [srresnet].")
 @handle_errors
 def demo(out: Path, overwrite: bool, model: str | None) -> None:
     """Run the main job on the built-in sample (no internet, no cluster to set up).

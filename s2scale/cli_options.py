@@ -100,7 +100,7 @@ UPSCALE_OPTIONS: list[Callable[..., Any]] = [
     click.option(
         "--model",
         default=None,
-        help="Shipped generator name (srresnet, realesrgan) or a checkpoint path [realesrgan].",
+        help="Shipped generator name (srresnet, realesrgan, ...) or a checkpoint path [srresnet].",
     ),
     click.option(
         "--region-px",

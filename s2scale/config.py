@@ -132,7 +132,7 @@ class ClusterConfig:
 class InferConfig:
     """How the super-resolution model runs over the composites."""
 
-    model: str = "realesrgan"
+    model: str = "srresnet"
     """Registry name of a shipped generator (``srresnet``, ``realesrgan``) or a checkpoint path."""
     halo_px: int | None = None
     """Context per chunk side in 10 m pixels; default derived from the model's receptive field."""
