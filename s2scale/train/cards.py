@@ -288,13 +288,19 @@ def _limits(arch: str, t: dict[str, Any], heldout: dict[str, Any]) -> list[str]:
         else "- **Scale invariance assumed**: trained on Wald pairs (20 m -> 10 m) and applied "
         "at 10 m -> 5 m; no real 5 m Sentinel-2 truth exists, and the scores above are Wald "
         'protocol scores on real Sentinel-2, not "real 5 m truth".',
-        "- Real Sentinel-2 training data are two places (a winter agricultural scene in "
+        "- Real training data are few places: five co-located sites (Sahel and central "
+        "African farmland and settlements, see Training data) and, for the Wald pairs, two "
+        "Sentinel-2 places (a winter agricultural scene in Germany, a forest in France over "
+        "seven dates); alpine, urban and snow landscapes are not among them."
+        if colocated
+        else "- Real Sentinel-2 training data are two places (a winter agricultural scene in "
         "Germany, a forest in France over seven dates); other landscapes (alpine, urban, "
         "snow) are covered only by the simulator and the small Zürich orthophoto.",
         "- The validation parts are spatially separate from, but in the same scenes as, the "
         "training parts; scores on unseen scenes may be lower.",
-        f"- CPU-sized and briefly trained ({t.get('steps')} steps); the full-size GPU config "
-        "is committed but was not run here.",
+        f"- CPU-sized and briefly trained ({t.get('steps')} steps"
+        + (" of fine-tuning after the base recipe" if colocated else "")
+        + "); the full-size GPU config is committed but was not run here.",
         "- The orthophoto pairs carry a synthetic NIR band and simulated LR; orthophoto rows "
         "measure texture transfer, not Sentinel-2 performance.",
     ]
