@@ -11,9 +11,12 @@ bands: PSNR, SSIM (reflectance, data range 1), LPIPS v0.1 AlexNet (RGB, reflecta
 PSF against the input). The held-out part of the real orthophoto is scored the same way
 (labelled "simulated LR"), and so is the simulator's held-out world on the study's task (its
 Sentinel-2 10 m image against its 5 m truth: an LR that the nominal operator did not make).
-The real scenes are also degraded by off-nominal PSFs (Gaussian, MTF 0.15 and 0.45 at Nyquist,
-whole DN): whether the consistency projection, which assumes the nominal PSF, still helps when
-the real optics differ from it (mean PSNR and LPIPS, with and without the projection).
+The real scenes are also degraded by off-nominal operators (a plain 2x2 mean, and Gaussian PSFs
+of MTF 0.15 and 0.45 at Nyquist, whole DN): whether the consistency projection, which assumes
+the nominal PSF, still helps when the real optics differ from it (mean PSNR and LPIPS, with and
+without the projection). Every table carries bicubic, Lanczos and bicubic + the consistency
+projection (the strongest non-learned method). This is the second check; the first is
+``bench_colocated.py`` on real co-located pairs.
 Targets are checked and recorded; a PNG shows crops side by side.
 Run from a clean tree (the record carries the commit)::
 
@@ -37,7 +40,8 @@ from _record import RESULTS, write_record
 
 import s2scale
 from s2scale.config import InferConfig
-from s2scale.degradation import DegradationConfig, degrade
+from s2scale.degradation import DegradationConfig, block_mean, degrade
+from s2scale.evaluate.score import LANCZOS, PROJECTED_BICUBIC, baseline_dn
 from s2scale.metrics import RGB_STRETCH, load_perceptual, upsample_bicubic
 from s2scale.sentinel2 import BANDS, DN_SCALE
 from s2scale.train.evaluation import heldout_scene, mean_scores, score, wald_input
@@ -48,12 +52,15 @@ MODELS = ("srcnn", "srresnet", "esrgan", "realesrgan")
 PSNR_TARGETS = {"srresnet": (3.5, 2.5), "srcnn": (2.0, 1.0)}  # (mean, every scene) dB over bicubic
 GAN_MODELS = ("esrgan", "realesrgan")
 BIAS_LIMIT = 0.005
-OFF_NOMINAL_MTFS = (0.15, 0.45)
-"""MTF at Nyquist of the off-nominal Wald inputs (nominal 0.30; shipped configs train 0.2-0.45)."""
+OFF_NOMINAL = ("mean", 0.15, 0.45)
+"""Off-nominal Wald operators: a plain 2x2 mean, and Gaussian PSFs of these MTFs at Nyquist
+(nominal 0.30; shipped configs train 0.2-0.45)."""
 
 
-def off_nominal_input(hr: np.ndarray, mtf: float) -> np.ndarray:
-    """Wald input made by an isotropic Gaussian PSF of ``mtf`` (not the nominal one), whole DN."""
+def off_nominal_input(hr: np.ndarray, mtf: float | str) -> np.ndarray:
+    """Wald input made by an off-nominal operator (``"mean"`` or a Gaussian MTF), whole DN."""
+    if mtf == "mean":
+        return np.round(block_mean(hr, 2) * DN_SCALE) / DN_SCALE
     cfg = DegradationConfig(mtf_range=(mtf, mtf), anisotropic=False, shift_range_px=(0.0, 0.0),
                             noise_range=(0.0, 0.0), quantize_dn=True)  # fmt: skip
     return degrade(hr, 2, cfg, np.random.default_rng(0))
@@ -67,7 +74,7 @@ def off_nominal(real: list[Any], fns: dict[str, Any], metric: Any) -> dict[str, 
     ``projection_gain_db``: default (projection on) minus raw network, per model.
     """
     out: dict[str, Any] = {}
-    for mtf in OFF_NOMINAL_MTFS:
+    for mtf in OFF_NOMINAL:
         scenes = {}
         for scene, hr, _ in real:
             lr = off_nominal_input(hr, mtf)
@@ -78,9 +85,10 @@ def off_nominal(real: list[Any], fns: dict[str, Any], metric: Any) -> dict[str, 
                 for n in fns if f"{n}-raw" in fns}  # fmt: skip
         worst = {n: round(min(s[n]["psnr"] - s["bicubic"]["psnr"] for s in scenes.values()), 3)
                  for n in fns}  # fmt: skip
-        out[f"mtf_{mtf}"] = {"psnr_gain_mean_db": gains, "psnr_gain_min_db": worst,
-                             "projection_gain_db": proj, "mean": mean}  # fmt: skip
-        print(f"off-nominal MTF {mtf}: gain {gains} projection {proj}", flush=True)
+        key = "plain_mean" if mtf == "mean" else f"mtf_{mtf}"
+        out[key] = {"psnr_gain_mean_db": gains, "psnr_gain_min_db": worst,
+                    "projection_gain_db": proj, "mean": mean}  # fmt: skip
+        print(f"off-nominal {mtf}: gain {gains} projection {proj}", flush=True)
     return out
 
 
@@ -100,9 +108,21 @@ def run_upscale(model: str, lr: np.ndarray, *, consistency: bool) -> np.ndarray:
     return out.compute(scheduler="threads").values.astype(np.float64) / DN_SCALE
 
 
+def _baseline(method: str) -> Any:
+    """``f(lr) -> sr`` of a non-learned baseline on reflectance (through whole DN)."""
+
+    def run(lr: np.ndarray) -> np.ndarray:
+        dn = np.clip(np.round(lr * DN_SCALE), 1, 65535).astype(np.uint16)
+        return baseline_dn(dn, method).astype(np.float64) / DN_SCALE
+
+    return run
+
+
 def upscalers(models: list[str]) -> dict[str, Any]:
-    """Name -> ``f(lr) -> sr``: bicubic, each model by default, each raw network."""
-    fns: dict[str, Any] = {"bicubic": lambda lr: upsample_bicubic(lr, 2)}
+    """Name -> ``f(lr) -> sr``: the baselines, each model by default, each raw network."""
+    fns: dict[str, Any] = {"bicubic": lambda lr: upsample_bicubic(lr, 2),
+                           LANCZOS: _baseline(LANCZOS),
+                           PROJECTED_BICUBIC: _baseline(PROJECTED_BICUBIC)}  # fmt: skip
     for m in models:
         fns[m] = lambda lr, m=m: run_upscale(m, lr, consistency=True)
         fns[f"{m}-raw"] = lambda lr, m=m: run_upscale(m, lr, consistency=False)
@@ -155,6 +175,20 @@ def check_targets(scenes: dict[str, Any], models: list[str]) -> dict[str, Any]:
             if k in s[default]
         )
         out["default_beats_bicubic_everywhere"] = bool(better and out[default]["bias_ok"])
+    return out
+
+
+def baseline_targets(mean: dict[str, Any], off: dict[str, Any], models: list[str]) -> dict:
+    """Wald targets against the baselines: every model (upscale defaults) above projected bicubic
+    at the nominal operator, and above bicubic at the plain-mean operator (mean PSNR, dB)."""
+    plain = off["plain_mean"]["mean"]
+    out: dict[str, Any] = {}
+    for m in models:
+        over_proj = mean[m]["psnr"] - mean[PROJECTED_BICUBIC]["psnr"]
+        over_bicubic_mean = plain[m]["psnr"] - plain["bicubic"]["psnr"]
+        out[m] = {"nominal_over_projected_bicubic_db": round(over_proj, 3),
+                  "plain_mean_over_bicubic_db": round(over_bicubic_mean, 3),
+                  "ok": bool(over_proj > 0 and over_bicubic_mean > 0)}  # fmt: skip
     return out
 
 
@@ -248,17 +282,22 @@ def main() -> None:
         "ortho_simulated_lr": ortho,
         "sim_study_10m_to_5m": sim_study,
         "targets": check_targets(scenes, args.models),
+        "targets_vs_baselines": baseline_targets(
+            mean_scores(scenes, list(fns)), off, args.models
+        ),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     config = {"models": args.models, "crop": args.crop, "border_px": 8, "stretch": RGB_STRETCH}
     if args.no_record:
         print(json.dumps(results["targets"], indent=2))
+        print(json.dumps(results["targets_vs_baselines"], indent=2))
         print(json.dumps(results["real_s2_wald"]["mean"], indent=2))
         return
     record = write_record("quality", config, results, out_dir=args.out)
     png = crops_png(png_rows, (args.out or RESULTS) / f"{record.stem}.png")
     print(f"wrote {record} and {png}")
     print(json.dumps(results["targets"], indent=2))
+    print(json.dumps(results["targets_vs_baselines"], indent=2))
 
 
 if __name__ == "__main__":
