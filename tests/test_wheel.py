@@ -96,7 +96,7 @@ def test_demo_and_dry_run_from_another_folder(wheel_python, tmp_path):
     with Image.open(out / "quicklook.png") as png:
         assert png.size[0] > 3 * png.size[1]  # four panels side by side
     m = report["metrics"]
-    # The shipped Real-ESRGAN beats bicubic perceptually and keeps PSNR close.
+    # The default model (SRResNet) beats bicubic perceptually and keeps PSNR close.
     assert m["perceptual_metric"].startswith(("LPIPS", "ST-LPIPS"))
     assert m["sr"]["perceptual"] < m["bicubic"]["perceptual"]
     assert m["sr"]["psnr_db"] > m["bicubic"]["psnr_db"] - 1.0

@@ -195,10 +195,10 @@ def test_evaluate_pairs_per_site_with_every_baseline(tmp_path, tiny_ckpt, lpips_
     assert list(models) == names.split(",")
     for m in models.values():
         assert 20 < m["psnr_db"] < 60 and 0 <= m["lpips"] < 1
-    # the three baselines differ; the projection moves bicubic towards consistency with the input
+    # the three baselines differ; the (low-passed) projection moves bicubic towards the input
     assert models["lanczos"]["psnr_db"] != models["bicubic"]["psnr_db"]
     assert (models["bicubic+projection"]["consistency_psnr_db"]
-            > models["bicubic"]["consistency_psnr_db"] + 10)  # fmt: skip
+            > models["bicubic"]["consistency_psnr_db"])  # fmt: skip
     assert (models[f"{tiny_ckpt}"]["consistency_psnr_db"]
             > models[f"{tiny_ckpt}:raw"]["consistency_psnr_db"] + 10)  # fmt: skip
     md = (out / "report.md").read_text()
