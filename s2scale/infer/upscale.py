@@ -381,9 +381,9 @@ def prepare_model(
     default low-pass of 4 px; 0 when off) and the no-data fill's reach ``f = h + c`` (0 when
     off). A core output pixel depends on the network output within ``c`` of it, that on the
     filled input within ``h + c``, and a filled value within distance ``d`` of valid data on
-    the input within ``d <= h + c``: so every chunking sees the same values and chunked results equal whole-array ones. The fill ring
-    ``f`` is numpy only; the network runs on the block without it. All three are rounded up to
-    the model's input multiple.
+    the input within ``d <= h + c``: so every chunking sees the same values and chunked results
+    equal whole-array ones. The fill ring ``f`` is numpy only; the network runs on the block
+    without it. All three are rounded up to the model's input multiple.
 
     Raises
     ------
