@@ -224,7 +224,7 @@ def baseline_dn(
     >>> [int(baseline_dn(lr, m).max()) for m in BASELINES]
     [1200, 1200, 1200]
     """
-    from s2scale.infer.consistency import CONSISTENCY_LOWPASS_PX, band_mtfs, project_block
+    from s2scale.infer.consistency import band_mtfs, coerce_lowpass_px, project_block
     from s2scale.infer.nodata import fill_nodata
     from s2scale.metrics import upsample_bicubic
 
@@ -237,10 +237,8 @@ def baseline_dn(
     else:
         up = upsample_bicubic(filled, scale)
     if method == PROJECTED_BICUBIC:
-        bands = BANDS if lr.shape[0] == len(BANDS) else ()
-        lowpass = CONSISTENCY_LOWPASS_PX if lowpass_px is None else lowpass_px
         up = project_block(up.astype(np.float32), filled.astype(np.float32), scale=scale,
-                           mtfs=band_mtfs(bands), lowpass_px=lowpass)  # fmt: skip
+                           mtfs=band_mtfs(BANDS), lowpass_px=coerce_lowpass_px(lowpass_px))
     mask = np.repeat(np.repeat(valid, scale, axis=0), scale, axis=1)
     return np.where(mask, np.clip(np.rint(up), 1, 65535), 0).astype(np.uint16)
 

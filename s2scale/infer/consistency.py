@@ -49,6 +49,7 @@ __all__ = [
     "CONSISTENCY_LOWPASS_PX",
     "CONSISTENCY_TAPS",
     "band_mtfs",
+    "coerce_lowpass_px",
     "consistency_radius_px",
     "degrade_block",
     "inverse_filter",
@@ -90,6 +91,28 @@ def band_mtfs(bands: Sequence[str]) -> tuple[float, ...]:
 def _psf_1d(mtf: float, scale: int) -> np.ndarray:
     """The nominal 1-D PSF (float32) of an MTF at Nyquist."""
     return gaussian_kernel_1d(psf_sigma(mtf, scale)).astype(np.float32)
+
+
+def coerce_lowpass_px(value: float | None) -> float:
+    """The projection strength to use: ``value``, or :data:`CONSISTENCY_LOWPASS_PX` for None.
+
+    Raises
+    ------
+    ConfigError
+        If ``value`` is not a number >= 0.
+
+    Examples
+    --------
+    >>> coerce_lowpass_px(None) == CONSISTENCY_LOWPASS_PX, coerce_lowpass_px(0)
+    (True, 0.0)
+    """
+    lowpass = CONSISTENCY_LOWPASS_PX if value is None else value
+    if isinstance(lowpass, bool) or not isinstance(lowpass, int | float) or not lowpass >= 0:
+        raise ConfigError(
+            f"consistency_lowpass_px must be a number >= 0 (LR px; 0: full projection), got "
+            f"{value!r}"
+        )
+    return float(lowpass)
 
 
 def _lowpass_radius(lowpass_px: float) -> int:

@@ -35,7 +35,7 @@ import xarray as xr
 from affine import Affine
 
 from s2scale.errors import CheckpointError, ConfigError, GridMismatchError
-from s2scale.infer.consistency import CONSISTENCY_LOWPASS_PX, band_mtfs, consistency_radius_px
+from s2scale.infer.consistency import band_mtfs, coerce_lowpass_px, consistency_radius_px
 from s2scale.infer.predictor import DTypeName, Predictor, TorchPredictor
 from s2scale.infer.tiling import check_tiling, default_halo_px, input_multiple
 from s2scale.models import GENERATORS, read_checkpoint
@@ -411,12 +411,7 @@ def prepare_model(
     if isinstance(halo, bool) or not isinstance(halo, int) or halo < 0:
         raise ConfigError(f"halo_px must be an int >= 0, got {halo_px!r}")
     align = input_multiple(arch, scale)
-    lowpass = CONSISTENCY_LOWPASS_PX if consistency_lowpass_px is None else consistency_lowpass_px
-    if isinstance(lowpass, bool) or not isinstance(lowpass, int | float) or not lowpass >= 0:
-        raise ConfigError(
-            f"consistency_lowpass_px must be a number >= 0 (LR px; 0: full projection), got "
-            f"{consistency_lowpass_px!r}"
-        )
+    lowpass = coerce_lowpass_px(consistency_lowpass_px) if consistency else 0.0
     mtfs = band_mtfs(model_bands) if consistency else ()
     reach = consistency_radius_px(scale, mtfs, lowpass_px=lowpass) if consistency else 0
     reach += -reach % align
@@ -444,7 +439,7 @@ def prepare_model(
         fill_radius_px=fill if fill_nodata else None,
         context_px=fill,
         consistency_mtf=mtfs,
-        consistency_lowpass_px=float(lowpass),
+        consistency_lowpass_px=lowpass,
     )
     return ModelSetup(
         predictor=predict, arch=arch, checkpoint=checkpoint, bands=tuple(model_bands),
@@ -599,8 +594,7 @@ def _wrap(cube: xr.DataArray, out: da.Array, setup: ModelSetup) -> xr.DataArray:
         "scale": scale,
         "random_weights": int(checkpoint is None),
         "consistency": int(setup.consistency),
-        "consistency_lowpass_px": float(setup.predictor.consistency_lowpass_px)
-        if setup.consistency else 0.0,
+        "consistency_lowpass_px": setup.predictor.consistency_lowpass_px,
         "fill_nodata": int(setup.fill_nodata),
     }
     result = xr.DataArray(out, dims=cube.dims, coords=coords, attrs=attrs)

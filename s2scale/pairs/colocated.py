@@ -243,6 +243,13 @@ def _read(path: Path) -> tuple[np.ndarray, Affine, str]:
 
 
 # ------------------------------------------------------------------------------ reference
+def _s2_order(img: np.ndarray) -> np.ndarray:
+    """RGBN file bands as blue, green, red, nir float32, NaN where any band has no data (<= 0)."""
+    out = img[list(_MS_ORDER)].astype(np.float32)
+    out[:, np.any(out <= 0, axis=0)] = np.nan
+    return out
+
+
 def _pan_weights(ms: np.ndarray, pan: np.ndarray) -> np.ndarray:
     """Non-negative weights of the MS bands whose sum best reproduces the pan on the MS grid."""
     from scipy.optimize import nnls
@@ -292,8 +299,7 @@ def pansharpen(ms_path: Path, pan_path: Path) -> tuple[np.ndarray, Affine, str, 
     except rasterio.errors.RasterioIOError as err:
         raise ReadError(f"cannot pan-sharpen {str(ms_path)!r} with {str(pan_path)!r}: {err}") \
             from err  # fmt: skip
-    img[:, np.any(img <= 0, axis=0)] = np.nan
-    return img[list(_MS_ORDER)], transform, crs, [float(w) for w in weights]
+    return _s2_order(img), transform, crs, [float(w) for w in weights]
 
 
 def _to_grid(
@@ -352,8 +358,7 @@ def build_site_pairs(site: Site, cfg: ColocatedConfig | None = None) -> list[Col
         source = f"{site.ms.name} pan-sharpened with {site.pan.name} (GDAL weighted Brovey)"
     else:
         ms, src_t, src_crs = _read(site.ms)
-        src = ms[list(_MS_ORDER)].astype(np.float32)
-        src[:, np.any(src <= 0, axis=0)] = np.nan
+        src = _s2_order(ms.astype(np.float32))
         weights, source = [], f"{site.ms.name} (multispectral only)"
     pairs = []
     for s2_date, path in site.s2:

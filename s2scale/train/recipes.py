@@ -21,7 +21,7 @@ import logging
 import platform
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -151,26 +151,30 @@ def warm_start(model: nn.Module) -> nn.Module:
     )
 
 
-def _warm_start_state(cfg: Any, directory: Path, hr_px: int) -> Path:
-    """A step-0 training checkpoint whose generator (and EMA) are :func:`warm_start`-ed."""
+def _step0_state(cfg: Any, directory: Path, hr_px: int, init: Callable[[nn.Module], Any]) -> Path:
+    """A step-0 training checkpoint whose generator ``init`` set up (the EMA copies it)."""
     from s2scale.train.engine import Run, unwrap
     from s2scale.train.state import TrainState, save_state
 
     run = Run(cfg, torch.device("cpu"), 1, hr_px)
-    warm_start(unwrap(run.gen))
+    gen = unwrap(run.gen)
+    init(gen)
     if run.ema is not None:
-        run.ema.load_state_dict(unwrap(run.gen).state_dict())
+        run.ema.load_state_dict(gen.state_dict())
     return save_state(
         directory, TrainState(), run.components(), config=cfg.to_dict(), sampler_seed=cfg.seed
     )
+
+
+def _warm_start_state(cfg: Any, directory: Path, hr_px: int) -> Path:
+    """A step-0 training checkpoint whose generator (and EMA) are :func:`warm_start`-ed."""
+    return _step0_state(cfg, directory, hr_px, warm_start)
 
 
 def _init_state(cfg: Any, directory: Path, hr_px: int, checkpoint: Path) -> Path:
     """A step-0 training checkpoint whose generator (and EMA) hold ``checkpoint``'s weights."""
     from s2scale.errors import CheckpointError
     from s2scale.models import read_checkpoint
-    from s2scale.train.engine import Run, unwrap
-    from s2scale.train.state import TrainState, save_state
 
     if not checkpoint.is_file():
         raise CheckpointError(
@@ -178,19 +182,13 @@ def _init_state(cfg: Any, directory: Path, hr_px: int, checkpoint: Path) -> Path
             "(see the config's comment) or set init_checkpoint to an existing checkpoint"
         )
     ckpt = read_checkpoint(checkpoint)
-    run = Run(cfg, torch.device("cpu"), 1, hr_px)
-    gen = unwrap(run.gen)
-    if ckpt.arch != cfg.arch or dict(ckpt.kwargs) != {**dict(ckpt.kwargs), **cfg.arch_kwargs}:
+    if ckpt.arch != cfg.arch or any(ckpt.kwargs.get(k) != v for k, v in cfg.arch_kwargs.items()):
         raise CheckpointError(
             f"init_checkpoint {str(checkpoint)!r} is {ckpt.arch} {dict(ckpt.kwargs)}, but the "
             f"config trains {cfg.arch} {cfg.arch_kwargs}; use a checkpoint of the same network"
         )
-    gen.load_state_dict({k: v.float() for k, v in ckpt.state_dict.items()})
-    if run.ema is not None:
-        run.ema.load_state_dict(gen.state_dict())
-    return save_state(
-        directory, TrainState(), run.components(), config=cfg.to_dict(), sampler_seed=cfg.seed
-    )
+    weights = {k: v.float() for k, v in ckpt.state_dict.items()}
+    return _step0_state(cfg, directory, hr_px, lambda gen: gen.load_state_dict(weights))
 
 
 def _file_sha256(path: Path) -> str:
