@@ -40,7 +40,8 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.ndimage import correlate1d, gaussian_filter1d
+import torch
+from scipy.ndimage import correlate1d
 
 from s2scale.degradation import NOMINAL_MTF, gaussian_kernel_1d, psf_sigma
 from s2scale.errors import ConfigError, GridMismatchError
@@ -54,6 +55,7 @@ __all__ = [
     "degrade_block",
     "inverse_filter",
     "project_block",
+    "psf_1d",
 ]
 
 CONSISTENCY_TAPS = 10
@@ -88,7 +90,7 @@ def band_mtfs(bands: Sequence[str]) -> tuple[float, ...]:
 
 
 @functools.lru_cache(maxsize=32)
-def _psf_1d(mtf: float, scale: int) -> np.ndarray:
+def psf_1d(mtf: float, scale: int) -> np.ndarray:
     """The nominal 1-D PSF (float32) of an MTF at Nyquist."""
     return gaussian_kernel_1d(psf_sigma(mtf, scale)).astype(np.float32)
 
@@ -137,7 +139,7 @@ def consistency_radius_px(
     >>> consistency_radius_px(2), consistency_radius_px(2, lowpass_px=2.0)
     (14, 20)
     """
-    r = max((len(_psf_1d(m, scale)) - 1) // 2 for m in mtfs)
+    r = max((len(psf_1d(m, scale)) - 1) // 2 for m in mtfs)
     return 2 * math.ceil(r / scale) + taps + _lowpass_radius(lowpass_px)
 
 
@@ -157,7 +159,7 @@ def inverse_filter(mtf: float, scale: int, taps: int = CONSISTENCY_TAPS) -> np.n
     """
     if taps < 0:
         raise ConfigError(f"taps={taps} must be >= 0 LR pixels")
-    g = _psf_1d(mtf, scale).astype(np.float64)
+    g = psf_1d(mtf, scale).astype(np.float64)
     impulse = np.zeros(_PERIOD)
     impulse[0] = 1.0
     up = correlate1d(np.repeat(impulse, scale) / scale, g, mode="wrap")
@@ -171,23 +173,15 @@ def degrade_block(img: np.ndarray, scale: int, mtfs: Sequence[float]) -> np.ndar
     """``D``: nominal PSF per band, then ``scale x scale`` means, float32 ``(C, H, W)``.
 
     The same operator as :func:`s2scale.degradation.degrade_nominal` (float32, half-sample
-    symmetric borders), given MTFs instead of band names.
+    symmetric borders), given MTFs instead of band names; :func:`s2scale.infer.ops.degrade`
+    on the CPU.
     """
-    c, hh, ww = img.shape
-    out = np.empty_like(img, dtype=np.float32)
-    for i in range(c):
-        k = _psf_1d(mtfs[i], scale)
-        b = correlate1d(img[i].astype(np.float32, copy=False), k, axis=0, mode="reflect")
-        out[i] = correlate1d(b, k, axis=1, mode="reflect")
-    return out.reshape(c, hh // scale, scale, ww // scale, scale).mean(axis=(2, 4))
+    from s2scale.infer.ops import degrade, projection_kernels
 
-
-def _adjoint(res: np.ndarray, scale: int, mtf: float) -> np.ndarray:
-    """``D^T`` of one LR band: replicate / ``scale**2``, then the (symmetric) PSF."""
-    k = _psf_1d(mtf, scale)
-    up = np.repeat(np.repeat(res, scale, axis=0), scale, axis=1) / np.float32(scale * scale)
-    up = correlate1d(up, k, axis=0, mode="reflect")
-    return correlate1d(up, k, axis=1, mode="reflect")
+    k = projection_kernels(tuple(float(m) for m in mtfs), scale, CONSISTENCY_TAPS, 0.0)
+    x = torch.from_numpy(np.ascontiguousarray(img, np.float32))
+    with torch.inference_mode():
+        return degrade(x, k).numpy()
 
 
 def project_block(
@@ -223,7 +217,8 @@ def project_block(
     Returns
     -------
     numpy.ndarray
-        ``(C, H*scale, W*scale)`` float32. Pixels farther than :func:`consistency_radius_px`
+        ``(C, H*scale, W*scale)`` float32 (computed by :func:`s2scale.infer.ops.project`, the
+        kernel the predictor runs on its device). Pixels farther than :func:`consistency_radius_px`
         from the block edge are exact; nearer ones see the edge and should be trimmed.
 
     Raises
@@ -248,15 +243,13 @@ def project_block(
         )
     if not lowpass_px >= 0:
         raise ConfigError(f"lowpass_px must be >= 0 LR px, got {lowpass_px}")
-    sr = sr.astype(np.float32, copy=False)
-    res = lr.astype(np.float32, copy=False) - degrade_block(sr, scale, mtfs)
-    if lowpass_px > 0:
-        for axis in (1, 2):
-            res = gaussian_filter1d(res, lowpass_px, axis=axis, mode="reflect", truncate=3.0)
-    out = np.empty_like(sr)
-    for i in range(c):
-        inv = inverse_filter(float(mtfs[i]), scale, taps).astype(np.float32)
-        r = correlate1d(res[i], inv, axis=0, mode="reflect")
-        r = correlate1d(r, inv, axis=1, mode="reflect")
-        out[i] = sr[i] + _adjoint(r, scale, float(mtfs[i]))
-    return out
+    from s2scale.infer.ops import project, projection_kernels
+
+    k = projection_kernels(tuple(float(m) for m in mtfs), scale, taps, float(lowpass_px))
+    with torch.inference_mode():
+        out = project(
+            torch.from_numpy(np.ascontiguousarray(sr, np.float32)),
+            torch.from_numpy(np.ascontiguousarray(lr, np.float32)),
+            k,
+        )
+    return out.numpy()

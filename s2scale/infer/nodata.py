@@ -17,21 +17,8 @@ values never reach the result.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import correlate
 
 __all__ = ["fill_nodata"]
-
-_NEIGHBOURS = np.ones((3, 3), np.float32)
-
-
-def _bbox(mask: np.ndarray, pad: int) -> tuple[slice, slice]:
-    """Rows and columns holding ``mask``'s True pixels, widened by ``pad`` (clipped)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    h, w = mask.shape
-    return (
-        slice(max(int(rows[0]) - pad, 0), min(int(rows[-1]) + pad + 1, h)),
-        slice(max(int(cols[0]) - pad, 0), min(int(cols[-1]) + pad + 1, w)),
-    )
 
 
 def fill_nodata(block: np.ndarray, valid: np.ndarray, radius_px: int) -> np.ndarray:
@@ -62,25 +49,14 @@ def fill_nodata(block: np.ndarray, valid: np.ndarray, radius_px: int) -> np.ndar
     """
     if valid.all() or not valid.any():
         return block
-    vals = np.where(valid, block, 0).astype(np.float32)
-    known = valid.copy()
-    for _ in range(radius_px):
-        todo = ~known
-        if not todo.any():
-            break
-        ys, xs = _bbox(todo, 1)
-        sub_known = known[ys, xs]
-        count = correlate(sub_known.astype(np.float32), _NEIGHBOURS, mode="constant")
-        new = ~sub_known & (count > 0)
-        if not new.any():
-            break
-        for i in range(vals.shape[0]):
-            total = correlate(vals[i, ys, xs] * sub_known, _NEIGHBOURS, mode="constant")
-            vals[i, ys, xs] = np.where(new, total / np.maximum(count, 1), vals[i, ys, xs])
-        known[ys, xs] |= new
-    if not known.all():
-        means = np.array([b[valid].mean() for b in vals], np.float32)
-        vals[:, ~known] = means[:, None]
+    import torch
+
+    from s2scale.infer.ops import fill_holes
+
+    with torch.inference_mode():
+        vals = fill_holes(
+            torch.from_numpy(np.asarray(block, np.float32)), torch.from_numpy(valid), radius_px
+        ).numpy()
     if np.issubdtype(block.dtype, np.integer):
         info = np.iinfo(block.dtype)
         vals = np.clip(np.rint(vals), max(info.min, 1), info.max)

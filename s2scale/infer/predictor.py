@@ -5,13 +5,15 @@ data in and out); tests pass a nearest-neighbour stand-in. :class:`TorchPredicto
 a frozen dataclass of plain values (checkpoint path or registry name, device, dtype, tiling),
 cheap to pickle into a graph. It fetches the generator from a per-process cache
 (:func:`functools.lru_cache` keyed by checkpoint path, device, dtype and compile flag), so each
-worker process loads a checkpoint once however many tasks it runs, cuts each block into sub-tiles
-with :func:`s2scale.infer.tiling.tile_process`, runs them in batches under
-:func:`torch.inference_mode` (autocast to bfloat16/float16 and ``channels_last`` on CUDA) and
-blends them. Optionally it fills no-data holes first (``fill_radius_px``, ``context_px``) and
-projects the blended output onto the images consistent with the input
-(``consistency_mtf``, :mod:`s2scale.infer.consistency`); both are off in a bare predictor and
-on in the ones :func:`s2scale.infer.prepare_model` builds.
+worker process loads a checkpoint once however many tasks it runs. Each block is copied to the
+model's device once (uint16, from pinned host memory on CUDA) and
+:func:`s2scale.infer.ops.process_block` does the rest there: it fills no-data holes
+(``fill_radius_px``, ``context_px``), cuts the block into sub-tiles, runs them in batches under
+:func:`torch.inference_mode` (autocast to bfloat16/float16 and ``channels_last`` on CUDA),
+blends them and projects the result onto the images consistent with the input
+(``consistency_mtf``, :mod:`s2scale.infer.consistency`); the uint16 result comes back in one
+copy. Fill and projection are off in a bare predictor and on in the ones
+:func:`s2scale.infer.prepare_model` builds.
 
 Devices: ``"cuda"`` means the worker's current CUDA device (dask-cuda pins one GPU per worker
 through ``CUDA_VISIBLE_DEVICES``, so it is ``cuda:0`` inside the worker); ``"auto"`` picks
@@ -32,8 +34,9 @@ import torch
 from torch import nn
 
 from s2scale.errors import ConfigError
-from s2scale.infer.consistency import CONSISTENCY_TAPS, project_block
-from s2scale.infer.tiling import Project, input_multiple, tile_process
+from s2scale.infer.consistency import CONSISTENCY_TAPS
+from s2scale.infer.ops import process_block, projection_kernels
+from s2scale.infer.tiling import check_tiling, input_multiple
 from s2scale.models import Normalization, build_generator, load_generator
 
 __all__ = [
@@ -226,7 +229,8 @@ class TorchPredictor:
     dtype: DTypeName = "auto"
     """Autocast dtype; ``"auto"`` is bfloat16 on CUDA, float32 on CPU."""
     tile_px: int = 512
-    """Sub-tile edge in LR px (GPU memory bound)."""
+    """Largest sub-tile edge in LR px (GPU memory bound); tiles shrink to the smallest edge that
+    needs no more of them (:func:`s2scale.infer.tiling.fit_tile_px`)."""
     overlap_px: int = 0
     """Overlap between neighbouring sub-tiles in LR px, >= 2 * halo_px."""
     halo_px: int = 0
@@ -245,6 +249,8 @@ class TorchPredictor:
     """Half-length of the projection's inverse filter, LR px."""
     consistency_lowpass_px: float = 0.0
     """Gaussian low-pass (sigma, LR px) of the projection's residual; 0: full projection."""
+    timed: bool = False
+    """Add each stage's wall time to :func:`s2scale.infer.ops.stage_times` (benchmarks)."""
 
     def model(self) -> nn.Module:
         """The cached generator for this process."""
@@ -277,43 +283,46 @@ class TorchPredictor:
         dev = next(model.parameters()).device
         amp = _resolve_dtype(self.dtype, dev)
         norm = cast(Normalization, model.normalization)
+        cuda = dev.type == "cuda"
 
-        def predict(tiles: np.ndarray) -> np.ndarray:
-            x = torch.from_numpy(tiles.astype(np.float32))
-            x = norm.normalize(x).to(dev, non_blocking=True)
-            if dev.type == "cuda":
+        def forward(tiles: torch.Tensor) -> torch.Tensor:
+            x = norm.normalize(tiles)
+            if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             autocast = (
                 torch.autocast(dev.type, dtype=amp) if amp != torch.float32 else nullcontext()
             )
-            with torch.inference_mode(), autocast:
+            with autocast:
                 y = model(x)
             _count_forward()
-            return norm.denormalize(y.float()).cpu().numpy()
+            return norm.denormalize(y.float())
 
-        project: Project | None = None
+        projection = None
         if self.consistency_mtf:
             if len(self.consistency_mtf) != block.shape[0]:
                 raise ConfigError(
                     f"consistency_mtf has {len(self.consistency_mtf)} values for a block of "
                     f"{block.shape[0]} bands; give one nominal MTF per band"
                 )
-            project = functools.partial(
-                project_block, scale=scale, mtfs=self.consistency_mtf, taps=self.consistency_taps,
-                lowpass_px=self.consistency_lowpass_px,
+            projection = projection_kernels(
+                tuple(self.consistency_mtf), scale, self.consistency_taps,
+                float(self.consistency_lowpass_px), str(dev),
             )  # fmt: skip
-
-        return tile_process(
-            block,
-            predict,
-            scale=scale,
-            tile_px=self.tile_px,
-            overlap_px=self.overlap_px,
-            halo_px=self.halo_px,
-            batch_size=self.batch_size,
-            align=input_multiple(arch, scale),
-            fill_radius_px=self.fill_radius_px,
-            context_px=self.context_px,
-            project=project,
-            edges=edges,
-        )
+        align = input_multiple(arch, scale)
+        check_tiling(self.tile_px, self.overlap_px, self.halo_px, align)
+        host = torch.from_numpy(np.ascontiguousarray(block))
+        with torch.inference_mode():
+            # one copy of the uint16 block in (pinned, asynchronous), one of the result out
+            x = host.pin_memory().to(dev, non_blocking=True) if cuda else host
+            out = process_block(
+                x, forward, scale=scale, tile_px=self.tile_px, overlap_px=self.overlap_px,
+                halo_px=self.halo_px, batch_size=self.batch_size, align=align,
+                fill_radius_px=self.fill_radius_px, context_px=self.context_px,
+                projection=projection, edges=edges, timed=self.timed,
+            )  # fmt: skip
+            if not cuda:
+                return out.numpy()
+            result = torch.empty(out.shape, dtype=torch.uint16, pin_memory=True)
+            result.copy_(out, non_blocking=True)
+            torch.cuda.current_stream(dev).synchronize()
+        return result.numpy()

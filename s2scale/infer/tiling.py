@@ -60,21 +60,25 @@ Valid output is rounded and clipped to ``[1, 65535]`` so it never reads as no da
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from s2scale.errors import ConfigError
-from s2scale.infer.nodata import fill_nodata
+
+if TYPE_CHECKING:
+    from s2scale.infer.ops import ProjectionKernels
 
 __all__ = [
     "HALO_PX",
     "BatchPredict",
-    "Project",
     "blend_weights",
     "check_tiling",
     "default_halo_px",
     "feather_1d",
+    "fit_tile_px",
     "input_multiple",
+    "network_px",
     "tile_process",
     "tile_starts",
     "valid_mask",
@@ -91,9 +95,7 @@ HALO_PX: dict[str, int] = {
 
 Window = tuple[slice, slice]
 BatchPredict = Callable[[np.ndarray], np.ndarray]
-"""``(N, C, h, w) uint16 -> (N, C, h*scale, w*scale)`` float32 DN (or uint16)."""
-Project = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""``(sr (C, h*scale, w*scale), lr (C, h, w)) -> sr``, float32: a post-network correction."""
+"""``(N, C, h, w)`` float32 DN -> ``(N, C, h*scale, w*scale)`` DN: a numpy stand-in network."""
 
 
 def default_halo_px(arch: str) -> int:
@@ -197,10 +199,32 @@ def check_tiling(tile_px: int, overlap_px: int, halo_px: int, align: int = 1) ->
         )
 
 
+def fit_tile_px(size: int, tile_px: int, overlap_px: int, align: int = 1) -> int:
+    """The smallest tile edge <= ``tile_px`` that covers ``size`` with as few tiles as ``tile_px``.
+
+    Tiles of ``tile_px`` that do not divide ``size`` evenly overlap by more than ``overlap_px``
+    (three 512 px tiles over 1116 px overlap by 210 px); tiles of the fitted edge overlap by
+    ``overlap_px`` (plus at most ``align`` px), so the network sees each pixel as few times as
+    the tile count allows. A multiple of ``align``.
+
+    Examples
+    --------
+    >>> fit_tile_px(1116, 512, 48), fit_tile_px(300, 512, 48), fit_tile_px(1116, 1116, 48)
+    (404, 300, 1116)
+    """
+    tile_px -= tile_px % align
+    if size <= tile_px:
+        return size
+    n = -(-(size - overlap_px) // (tile_px - overlap_px))
+    fitted = -(-(size + (n - 1) * overlap_px) // n)
+    return min(fitted + -fitted % align, tile_px)
+
+
 def _axis_tiles(
     size: int, tile_px: int, overlap_px: int, align: int
 ) -> list[tuple[int, int, int, int]]:
     """``(start, stop, lo_overlap, hi_overlap)`` of the tiles along one axis."""
+    tile_px = fit_tile_px(size, tile_px, overlap_px, align)
     starts = tile_starts(size, tile_px, overlap_px, align)
     stops = [min(s + tile_px - tile_px % align, size) for s in starts]
     out = []
@@ -252,55 +276,20 @@ def valid_mask(block: np.ndarray) -> np.ndarray:
     return np.all(block > 0, axis=0)
 
 
-def _hr(window: Window, scale: int) -> Window:
-    """The HR window of an LR window."""
-    y, x = window
-    return slice(y.start * scale, y.stop * scale), slice(x.start * scale, x.stop * scale)
+def network_px(
+    shape: tuple[int, int], tile_px: int, overlap_px: int, halo_px: int = 0, align: int = 1
+) -> int:
+    """LR px the network reads for one block of ``shape`` (all its sub-tiles together).
 
+    Divided by the block's core area it is the network's work per output pixel (1 when the
+    block is one tile and has no halo).
 
-def _blend_tiles(
-    block: np.ndarray,
-    predict: BatchPredict,
-    *,
-    scale: int,
-    tile_px: int,
-    overlap_px: int,
-    halo_px: int,
-    batch_size: int,
-    align: int,
-    mask: np.ndarray | None,
-) -> np.ndarray:
-    """Feathered, batched sub-tile prediction of a block: ``(C, H*scale, W*scale)`` float32.
-
-    ``mask`` (``(H, W)`` bool or None) zeroes the weights of masked-out HR children; pixels whose
-    weights are all zero get 0.
+    Examples
+    --------
+    >>> network_px((1116, 1116), 512, 48, 20), network_px((1116, 1116), 2048, 48, 20)
+    (1468944, 1245456)
     """
-    c, height, width = block.shape
-    pad = (-height % align, -width % align)
-    if any(pad):
-        padded = np.pad(block, ((0, 0), (0, pad[0]), (0, pad[1])))
-        if mask is not None:
-            mask = np.pad(mask, ((0, pad[0]), (0, pad[1])))
-        full = _blend_tiles(
-            padded, predict, scale=scale, tile_px=tile_px, overlap_px=overlap_px,
-            halo_px=halo_px, batch_size=batch_size, align=align, mask=mask,
-        )  # fmt: skip
-        return full[:, : height * scale, : width * scale]
-    acc = np.zeros((c, height * scale, width * scale), np.float32)
-    wsum = np.zeros((height * scale, width * scale), np.float32)
-    mask_hr = None if mask is None else mask.repeat(scale, axis=0).repeat(scale, axis=1)
-    tiles = list(
-        blend_weights((height, width), tile_px, overlap_px, halo_px, scale=scale, align=align)
-    )
-    for i in range(0, len(tiles), batch_size):
-        batch = tiles[i : i + batch_size]
-        out = predict(np.stack([block[:, win[0], win[1]] for win, _ in batch]))
-        for (win, weight), tile_out in zip(batch, out, strict=True):
-            hy, hx = _hr(win, scale)
-            w = weight if mask_hr is None else weight * mask_hr[hy, hx]
-            acc[:, hy, hx] += w * tile_out.astype(np.float32, copy=False)
-            wsum[hy, hx] += w
-    return np.divide(acc, wsum, out=np.zeros_like(acc), where=wsum > 0)
+    return sum(w.size for _, w in blend_weights(shape, tile_px, overlap_px, halo_px, align=align))
 
 
 def tile_process(
@@ -315,44 +304,48 @@ def tile_process(
     align: int = 1,
     fill_radius_px: int | None = None,
     context_px: int = 0,
-    project: Project | None = None,
+    projection: ProjectionKernels | None = None,
     edges: tuple[int, int, int, int] = (0, 0, 0, 0),
 ) -> np.ndarray:
     """Upscale a ``(band, y, x)`` uint16 block through feathered, batched sub-tiles.
+
+    The numpy face of :func:`s2scale.infer.ops.process_block` on the CPU (a
+    :class:`~s2scale.infer.predictor.TorchPredictor` runs the same kernel on its device).
 
     Parameters
     ----------
     block
         ``(C, H, W)`` uint16 harmonised DN, 0 = no data.
     predict
-        Batch upscaler, ``(N, C, h, w) uint16 -> (N, C, h*scale, w*scale)`` DN (float32 or
-        uint16); called with at most ``batch_size`` equally shaped tiles.
+        Batch upscaler, ``(N, C, h, w)`` float32 DN -> ``(N, C, h*scale, w*scale)`` DN (numpy);
+        called with at most ``batch_size`` equally shaped tiles.
     scale
         Upscaling factor.
     tile_px, overlap_px, halo_px
-        Sub-tile edge, overlap between neighbouring sub-tiles and the model's halo, in LR px;
-        ``overlap_px >= 2 * halo_px``.
+        Largest sub-tile edge, overlap between neighbouring sub-tiles and the model's halo, in
+        LR px; ``overlap_px >= 2 * halo_px``. Tiles are shrunk to the smallest edge that needs
+        no more of them (:func:`fit_tile_px`).
     batch_size
         Sub-tiles per ``predict`` call.
     align
         Input multiple of the model (:func:`input_multiple`): the block is zero-padded at its
         far end to a multiple of it, and sub-tiles start on multiples of it.
     fill_radius_px
-        Fill no-data holes with :func:`s2scale.infer.nodata.fill_nodata` (this many rounds)
-        before the network; ``None`` feeds them as 0 and gives their HR children weight 0.
+        Fill no-data holes (:mod:`s2scale.infer.nodata`, this many rounds) before the network;
+        ``None`` feeds them as 0 and gives their HR children weight 0.
     context_px
-        Outer ring of the block, LR px, that only feeds the fill: the network and ``project``
-        run on the block without it, and its output is 0 (the caller trims it). A multiple of
-        ``align``.
-    project
-        ``(sr float32 (C, h*scale, w*scale), lr float32 (C, h, w)) -> sr``, applied to the
-        blended output before rounding (e.g. the consistency projection of
-        :mod:`s2scale.infer.consistency`); ``lr`` is the filled input.
+        Outer ring of the block, LR px, that only feeds the fill: the network and the
+        projection run on the block without it, and its output is 0 (the caller trims it). A
+        multiple of ``align``.
+    projection
+        Kernels of the consistency projection (:func:`s2scale.infer.ops.projection_kernels`),
+        applied to the blended output before rounding, with the filled input as ``lr``; None:
+        no projection.
     edges
         LR px of the block, ``(top, bottom, left, right)``, that mirror its own pixels because the
         source array ended there (``numpy.pad`` ``"symmetric"``, Dask's ``boundary="reflect"``).
-        ``project`` runs on the block without them (its filters mirror at that edge), and their
-        output is the raw network's (the caller trims them).
+        The projection runs on the block without them (its filters mirror at that edge), and
+        their output is the raw network's (the caller trims them).
 
     Returns
     -------
@@ -371,48 +364,22 @@ def tile_process(
     >>> nn = lambda t: t.repeat(2, axis=-2).repeat(2, axis=-1)
     >>> blk = np.arange(1, 37, dtype=np.uint16).reshape(1, 6, 6)
     >>> out = tile_process(blk, nn, scale=2, tile_px=4, overlap_px=2, halo_px=1)
-    >>> bool((out == nn(blk)).all())
+    >>> bool((out == blk.repeat(2, axis=1).repeat(2, axis=2)).all())
     True
     """
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    c, height, width = block.shape
-    k = context_px
-    if k < 0 or 2 * k >= min(height, width):
-        raise ConfigError(
-            f"context_px={k} must be >= 0 and leave a block: got a {height}x{width} px block; "
-            "pass a block that includes the context on every side"
-        )
-    valid = valid_mask(block)
-    valid_hr = valid.repeat(scale, axis=0).repeat(scale, axis=1)
-    result = np.zeros((c, height * scale, width * scale), np.uint16)
-    if not valid.any():
-        return result
-    mask: np.ndarray | None = None
-    if fill_radius_px is not None:
-        block = fill_nodata(block, valid, fill_radius_px)
-    elif not valid.all():
-        mask = valid[k : height - k, k : width - k]
-    inner = block[:, k : height - k, k : width - k]
-    sr = _blend_tiles(
-        inner, predict, scale=scale, tile_px=tile_px, overlap_px=overlap_px, halo_px=halo_px,
-        batch_size=batch_size, align=align, mask=mask,
-    )  # fmt: skip
-    if project is not None:
-        top, bottom, left, right = (max(int(e) - k, 0) for e in edges)
-        ih, iw = inner.shape[1:]
-        if top + bottom >= ih or left + right >= iw:
-            raise ConfigError(
-                f"edges={edges} leave no real pixels in a {height}x{width} px block with "
-                f"context_px={k}; the mirrored context must be narrower than the block"
-            )
-        hy = np.s_[top * scale : (ih - bottom) * scale]
-        hx = np.s_[left * scale : (iw - right) * scale]
-        ly, lx = np.s_[top : ih - bottom], np.s_[left : iw - right]
-        sr[:, hy, hx] = project(sr[:, hy, hx], inner[:, ly, lx].astype(np.float32))
-    ks = k * scale
-    result[:, ks : height * scale - ks, ks : width * scale - ks] = np.clip(
-        np.rint(sr), 1, 65535
-    ).astype(np.uint16)
-    result[:, ~valid_hr] = 0
-    return result
+    import torch
+
+    from s2scale.infer.ops import process_block
+
+    def forward(tiles: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(predict(tiles.numpy()), np.float32))
+
+    check_tiling(tile_px, overlap_px, halo_px, align)
+    with torch.inference_mode():
+        out = process_block(
+            torch.from_numpy(np.ascontiguousarray(block)), forward, scale=scale,
+            tile_px=tile_px, overlap_px=overlap_px, halo_px=halo_px, batch_size=batch_size,
+            align=align, fill_radius_px=fill_radius_px, context_px=context_px,
+            projection=projection, edges=edges,
+        )  # fmt: skip
+    return out.numpy()

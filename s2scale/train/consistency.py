@@ -10,48 +10,23 @@ there too).
 
 :class:`ConsistencyProjection` applies the same operators as
 :func:`s2scale.infer.consistency.project_block` (nominal PSF per band, ``scale x scale`` means,
-the truncated inverse filter of ``D D^T``, half-sample symmetric borders) to a batch
-``(B, C, H, W)``; it is linear, so it commutes with the affine normalisation of the training
-data (offset 0 or not: ``D`` keeps constants). Its result equals ``project_block``'s to float32
-rounding (tested).
+the truncated inverse filter of ``D D^T``, half-sample symmetric borders: the torch kernels of
+:mod:`s2scale.infer.ops`, which the predictor runs too) to a batch ``(B, C, H, W)``; it is
+linear, so it commutes with the affine normalisation of the training data (offset 0 or not:
+``D`` keeps constants).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from s2scale.infer.consistency import CONSISTENCY_TAPS, _psf_1d, band_mtfs, inverse_filter
+from s2scale.infer.consistency import CONSISTENCY_TAPS, band_mtfs
+from s2scale.infer.ops import ProjectionKernels, degrade, project, projection_kernels
 
 __all__ = ["ConsistencyProjection"]
-
-
-def _stack_kernels(kernels: Sequence[np.ndarray]) -> torch.Tensor:
-    """``(C, L)`` float32 of odd 1-D kernels, zero-padded about their centres to one length."""
-    length = max(len(k) for k in kernels)
-    out = np.zeros((len(kernels), length), np.float32)
-    for i, k in enumerate(kernels):
-        pad = (length - len(k)) // 2
-        out[i, pad : pad + len(k)] = k
-    return torch.from_numpy(out)
-
-
-def _symmetric_index(n: int, pad: int, device: torch.device) -> torch.Tensor:
-    """Indices of a length-``n`` axis padded by ``pad`` half-sample symmetric samples."""
-    return torch.from_numpy(np.pad(np.arange(n), pad, mode="symmetric")).to(device)
-
-
-def _correlate(x: torch.Tensor, kernels: torch.Tensor, dim: int) -> torch.Tensor:
-    """Per-channel 1-D correlation of ``(B, C, H, W)`` along ``dim`` (2 or 3), symmetric borders."""
-    c, length = kernels.shape
-    pad = (length - 1) // 2
-    x = x.index_select(dim, _symmetric_index(x.shape[dim], pad, x.device))
-    shape = (c, 1, length, 1) if dim == 2 else (c, 1, 1, length)
-    return F.conv2d(x, kernels.to(x.dtype).reshape(shape), groups=c)
 
 
 class ConsistencyProjection(nn.Module):
@@ -78,21 +53,17 @@ class ConsistencyProjection(nn.Module):
 
     def __init__(self, bands: Sequence[str], scale: int, taps: int = CONSISTENCY_TAPS) -> None:
         super().__init__()
-        mtfs = band_mtfs(bands)
         self.scale = int(scale)
-        self.register_buffer("psf", _stack_kernels([_psf_1d(m, scale) for m in mtfs]), False)
-        inverse = [inverse_filter(float(m), scale, taps).astype(np.float32) for m in mtfs]
-        self.register_buffer("inverse", _stack_kernels(inverse), False)
+        self._key = (tuple(band_mtfs(bands)), self.scale, taps, 0.0)
+
+    def _on(self, x: torch.Tensor) -> ProjectionKernels:
+        """The kernels on ``x``'s device (cached per device)."""
+        return projection_kernels(*self._key, str(x.device))
 
     def degrade(self, sr: torch.Tensor) -> torch.Tensor:
         """``D sr``: nominal PSF per band, then ``scale x scale`` means."""
-        blurred = _correlate(_correlate(sr, self.psf, 2), self.psf, 3)
-        return F.avg_pool2d(blurred, self.scale)
+        return degrade(sr, self._on(sr))
 
     def forward(self, sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
         """``sr + D^T (D D^T)^-1 (lr - D sr)`` for ``sr (B, C, H*s, W*s)``, ``lr (B, C, H, W)``."""
-        res = lr.to(sr.dtype) - self.degrade(sr)
-        res = _correlate(_correlate(res, self.inverse, 2), self.inverse, 3)
-        up = res.repeat_interleave(self.scale, 2).repeat_interleave(self.scale, 3)
-        up = up / float(self.scale * self.scale)
-        return sr + _correlate(_correlate(up, self.psf, 2), self.psf, 3)
+        return project(sr, lr, self._on(sr))

@@ -15,6 +15,7 @@ from s2scale.infer.consistency import (
     inverse_filter,
     project_block,
 )
+from s2scale.infer.ops import projection_kernels
 from s2scale.infer.tiling import tile_process
 
 MTFS = band_mtfs(BANDS)
@@ -112,12 +113,7 @@ def test_tile_process_projects_and_masks():
     darken = lambda t: 0.8 * nn_upsample(t.astype(np.float32))  # noqa: E731
     kw = dict(scale=2, tile_px=32, overlap_px=8, halo_px=2, fill_radius_px=20)
     raw = tile_process(block, darken, **kw)
-    out = tile_process(
-        block,
-        darken,
-        project=lambda s, lr: project_block(s, lr, scale=2, mtfs=MTFS),
-        **kw,
-    )
+    out = tile_process(block, darken, projection=projection_kernels(MTFS, 2, 10, 0.0), **kw)
     valid_hr = nn_upsample(np.all(block > 0, axis=0))
     assert (out[:, ~valid_hr] == 0).all() and (out[:, valid_hr] >= 1).all()
     core = np.s_[:, R:-R, R:-R]
@@ -143,18 +139,18 @@ def test_tile_process_projection_knows_the_array_edge():
         return nn_upsample(t.astype(np.float32)) + texture.astype(np.float32)
 
     kw = dict(scale=2, tile_px=48, overlap_px=8, halo_px=2)
-    project = lambda s, lr: project_block(s, lr, scale=2, mtfs=MTFS)  # noqa: E731
+    project = projection_kernels(MTFS, 2, CONSISTENCY_TAPS, 0.0)
     lr = real.astype(np.float64)
     errs = []
     for edges in ((0, 0, 0, 0), (e, e, e, e)):
-        out = tile_process(block, model, project=project, edges=edges, **kw)
+        out = tile_process(block, model, projection=project, edges=edges, **kw)
         core = out[:, 2 * e : -2 * e, 2 * e : -2 * e].astype(np.float64)
         errs.append((np.abs(degrade_nominal(core, 2) - lr) / lr).max())
     # told where the array ended, the output is consistent up to its edge (measured 0.05 %);
     # projecting through the mirror leaves the asymmetry of its output there in (measured 2 %)
     assert errs[1] < 0.005 and errs[0] > 0.01, errs
     with pytest.raises(ConfigError, match=r"edges=.*leave no real pixels"):
-        tile_process(block, model, project=project, edges=(40, 40, 0, 0), **kw)
+        tile_process(block, model, projection=project, edges=(40, 40, 0, 0), **kw)
 
 
 # ------------------------------------------------- real Sentinel-2, shipped models (Wald protocol)
