@@ -26,7 +26,7 @@ import numpy as np
 from s2scale.errors import CheckpointError, ConfigError
 from s2scale.evaluate.data import EvalImage
 from s2scale.metrics import RGB_STRETCH, PerceptualMetric
-from s2scale.sentinel2 import BANDS
+from s2scale.sentinel2 import BANDS, DN_SCALE
 
 __all__ = [
     "BASELINES",
@@ -56,6 +56,7 @@ BASELINES = (BICUBIC, LANCZOS, PROJECTED_BICUBIC)
 """The non-learned methods every quality table carries."""
 RAW_SUFFIX = ":raw"
 """Suffix of a network name that turns the consistency projection off (the raw network)."""
+
 
 @dataclass(frozen=True)
 class EvaluateConfig:
@@ -237,8 +238,13 @@ def baseline_dn(
     else:
         up = upsample_bicubic(filled, scale)
     if method == PROJECTED_BICUBIC:
-        up = project_block(up.astype(np.float32), filled.astype(np.float32), scale=scale,
-                           mtfs=band_mtfs(BANDS), lowpass_px=coerce_lowpass_px(lowpass_px))
+        up = project_block(
+            up.astype(np.float32),
+            filled.astype(np.float32),
+            scale=scale,
+            mtfs=band_mtfs(BANDS),
+            lowpass_px=coerce_lowpass_px(lowpass_px),
+        )
     mask = np.repeat(np.repeat(valid, scale, axis=0), scale, axis=1)
     return np.where(mask, np.clip(np.rint(up), 1, 65535), 0).astype(np.uint16)
 
@@ -293,11 +299,6 @@ def im_bands(images: Sequence[EvalImage]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ scoring
-def _crop(a: np.ndarray, px: int) -> np.ndarray:
-    """``a`` without ``px`` pixels along every spatial edge."""
-    return a[..., px : a.shape[-2] - px, px : a.shape[-1] - px] if px else a
-
-
 def score_output(
     sr_dn: np.ndarray,
     lr_dn: np.ndarray | None,
@@ -308,6 +309,10 @@ def score_output(
     degrade: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Scores of one output against its reference (if any) and its input (if any).
+
+    :func:`s2scale.metrics.score_image` on DN (``dn_scale`` 10000, 0 = no data) with the
+    border, scale and stretch of ``cfg``; its keys (:data:`s2scale.metrics.SCORE_KEYS`) are the
+    report's.
 
     Parameters
     ----------
@@ -330,53 +335,15 @@ def score_output(
         Full reference: ``psnr_db``, ``ssim``, ``lpips`` (or ``stlpips``), ``bias_pct`` (per
         band), ``bias_max_abs_pct``, ``spectral_angle_deg``. With an input:
         ``consistency_psnr_db``, ``consistency_mae``, ``consistency_bias_pct``,
-        ``spectral_angle_vs_lr_deg``, ``hf_energy``, ``hf_energy_ratio``.
+        ``spectral_angle_vs_lr_deg``, ``hf_energy``, ``hf_energy_ratio``. Empty without both.
     """
-    from s2scale import metrics
+    from s2scale.metrics import score_image
 
-    b, s = cfg.border_px, cfg.scale
-    sr = np.asarray(sr_dn, np.float64) / 10000.0
-    out: dict[str, Any] = {}
-    if hr_dn is not None:
-        hr = np.asarray(hr_dn, np.float64) / 10000.0
-        a, r = _crop(sr, b), _crop(hr, b)
-        valid = np.all(_crop(sr_dn, b) > 0, axis=0) & np.all(_crop(hr_dn, b) > 0, axis=0)
-        full = bool(valid.all())
-        mask = None if full else valid
-        out["psnr_db"] = metrics.psnr(a, r, 1.0, valid=mask)
-        out["ssim"] = metrics.ssim(a, r, 1.0, valid=mask)
-        if perceptual is not None and min(a.shape[-2:]) >= 32:
-            # LPIPS needs whole images: no-data pixels take the reference's values in both.
-            a_f = a if full else np.where(valid, a, r)
-            out[perceptual.kind] = perceptual(a_f, r, stretch=cfg.stretch)
-        bias = metrics.reflectance_bias(a, r, valid=mask) * 100
-        out["bias_pct"] = [float(v) for v in bias]
-        out["bias_max_abs_pct"] = float(np.nanmax(np.abs(bias)))
-        out["spectral_angle_deg"] = metrics.spectral_angle(a, r, valid=mask)
-    if lr_dn is not None:
-        lr = np.asarray(lr_dn, np.float64) / 10000.0
-        # Consistency on input pixels away from the border and from no data (PSF support).
-        lr_valid = np.all(lr_dn > 0, axis=0) & np.all(
-            np.asarray(sr_dn).reshape(sr.shape[0], lr.shape[1], s, lr.shape[2], s) > 0,
-            axis=(0, 2, 4),
-        )
-        from scipy.ndimage import binary_erosion
-
-        inner = binary_erosion(lr_valid, structure=np.ones((5, 5), bool), border_value=0)
-        edge = b // s + 2
-        inner[:edge] = inner[-edge:] = False
-        inner[:, :edge] = inner[:, -edge:] = False
-        if inner.any():
-            sr_filled = np.where(np.all(sr_dn > 0, axis=0), sr, np.repeat(
-                np.repeat(lr, s, axis=1), s, axis=2))  # fmt: skip
-            nr = metrics.no_reference(sr_filled, lr, scale=s, degrade=degrade, valid=inner)
-            out["consistency_psnr_db"] = nr["consistency_psnr_db"]
-            out["consistency_mae"] = nr["consistency_mae"]
-            out["consistency_bias_pct"] = [v * 100 for v in nr["consistency_bias"]]
-            out["spectral_angle_vs_lr_deg"] = nr["spectral_angle_vs_lr_deg"]
-            out["hf_energy"] = nr["hf_energy"]
-            out["hf_energy_ratio"] = nr["hf_energy_ratio"]
-    return out
+    if hr_dn is None and lr_dn is None:
+        return {}
+    return score_image(sr_dn, hr_dn, lr_dn, border_px=cfg.border_px, scale=cfg.scale,
+                       dn_scale=DN_SCALE, perceptual=perceptual, stretch=cfg.stretch,
+                       degrade=degrade)  # fmt: skip
 
 
 def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from s2scale.metrics.perceptual import (
     load_lpips,
     load_perceptual,
     lpips_score,
+    stlpips_metric,
     stlpips_score,
 )
 from s2scale.metrics.pixel import SSIM_SIGMA, SSIM_WINDOW_PX, psnr, psnr_torch, ssim, ssim_torch
@@ -79,6 +80,7 @@ __all__ = [
     "spectral_angle",
     "ssim",
     "ssim_torch",
+    "stlpips_metric",
     "stlpips_score",
     "upsample_bicubic",
 ]

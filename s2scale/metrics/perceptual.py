@@ -41,6 +41,7 @@ __all__ = [
     "load_lpips",
     "load_perceptual",
     "lpips_score",
+    "stlpips_metric",
     "stlpips_score",
 ]
 
@@ -183,8 +184,14 @@ def load_lpips(
                             backbone=backbone, module=module)  # fmt: skip
 
 
-def _stlpips_metric(net: LpipsNet, module: torch.nn.Module | None = None) -> PerceptualMetric:
-    """ST-LPIPS as a :class:`PerceptualMetric` (the network loaded unless given)."""
+def stlpips_metric(
+    net: LpipsNet = "alex", module: torch.nn.Module | None = None
+) -> PerceptualMetric:
+    """ST-LPIPS as a :class:`PerceptualMetric`, labelled ``"ST-LPIPS (shift-tolerant, <net>)"``.
+
+    ``module`` is a network from :func:`s2scale.models.backbones.load_stlpips` to reuse; by
+    default it is loaded here.
+    """
     if module is None:
         from s2scale.models.backbones import load_stlpips
 
@@ -228,14 +235,14 @@ def load_perceptual(
     if kind not in ("auto", "lpips", "stlpips"):
         raise ConfigError(f"perceptual metric must be 'auto', 'lpips' or 'stlpips', got {kind!r}")
     if kind == "stlpips":
-        return _stlpips_metric(net)
+        return stlpips_metric(net)
     try:
         return load_lpips(net, weights=weights)
     except CheckpointError as err:
         if kind == "lpips":
             raise
         log.warning("LPIPS unavailable, scoring with ST-LPIPS instead (not LPIPS): %s", err)
-        return _stlpips_metric(net)
+        return stlpips_metric(net)
 
 
 def lpips_score(
@@ -342,6 +349,6 @@ def stlpips_score(
     """
     check_pair(a.shape, b.shape)
     check_range(data_range)
-    metric = _stlpips_metric(net, model)
+    metric = stlpips_metric(net, model)
     value = metric(a, b, stretch=(0.0, data_range), rgb_bands=rgb_bands)
     return StLpipsResult(value=value, net=net, label=metric.label)

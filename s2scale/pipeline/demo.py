@@ -2,7 +2,7 @@
 
 Runs both stages on a local cluster (composites once, super-resolution once) and scores the
 mosaic it wrote against the simulator's 5 m truth, with bicubic and 10 m references built from
-the same composites.
+the same composites, all scored by :func:`s2scale.metrics.score_image`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from s2scale.mosaic import mosaic
 from s2scale.pipeline.common import DEMO_DATETIME, timed
 from s2scale.pipeline.jobs import run_sample
 from s2scale.pipeline.run import run_cube, run_upscale
-from s2scale.sentinel2 import to_dn, to_reflectance
+from s2scale.sentinel2 import DN_SCALE, to_dn
 
 __all__ = ["run_demo"]
 
@@ -126,16 +126,14 @@ def run_demo(
     perceptual = metrics.load_perceptual("auto", "alex")
 
     def score(img: np.ndarray) -> dict[str, Any]:
-        a, b = to_reflectance(img[window]), to_reflectance(truth[window])
-        return {
-            "psnr_db": round(metrics.psnr(a, b, 1.0), 3),
-            "ssim": round(metrics.ssim(a, b, 1.0), 4),
-            "perceptual": round(perceptual(a, b), 4),
-        }
+        return _score_dn(img[window], truth[window], perceptual)
 
+    lo, hi = metrics.RGB_STRETCH
     report["metrics"] = {
-        "note": "against the simulator's 5 m truth on the national grid (reflectance, range 1.0); "
-        f"perceptual is {perceptual.label} ({perceptual.backbone}), RGB, lower is better",
+        "note": "against the simulator's 5 m truth on the national grid (reflectance, range 1.0; "
+        "no-data pixels left out); perceptual is "
+        f"{perceptual.label} ({perceptual.backbone}), RGB, reflectance {lo:g}-{hi:g} -> [-1, 1], "
+        "lower is better",
         "perceptual_metric": perceptual.label,
         "model": report["upscale"]["model"]["name"],
         "sr": score(sr),
@@ -155,6 +153,20 @@ def run_demo(
     (out / "report.md").write_text(_markdown(report))
     report["report"] = str(out / "report.json")
     return report
+
+
+def _score_dn(img: np.ndarray, truth: np.ndarray, perceptual: Any) -> dict[str, Any]:
+    """The report's short scores of ``(band, y, x)`` DN against the truth (no border crop).
+
+    The numbers are :func:`s2scale.metrics.score_image`'s (no-data pixels left out, LPIPS with
+    the true-colour stretch), rounded: ``psnr_db``, ``ssim`` and ``perceptual`` (the LPIPS or
+    ST-LPIPS value of ``perceptual``).
+    """
+    from s2scale import metrics
+
+    s = metrics.score_image(img, truth, border_px=0, dn_scale=DN_SCALE, perceptual=perceptual)
+    return {"psnr_db": round(s["psnr_db"], 3), "ssim": round(s["ssim"], 4),
+            "perceptual": round(s[perceptual.kind], 4)}  # fmt: skip
 
 
 def _zone_seam_mask(grid: TargetGrid, lon: float = 12.0) -> Any:

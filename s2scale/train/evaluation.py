@@ -8,11 +8,13 @@ against the real 10 m bands. The held-out part of the real orthophoto is scored 
 ("simulated LR": its LR is the degradation model's), and the held-out simulator world on the
 study's task (simulated 10 m -> 5 m truth).
 
-Scores (:func:`score`): PSNR and SSIM on reflectance (data range 1), LPIPS v0.1 (AlexNet) on the
-RGB bands with the true-colour stretch :data:`s2scale.metrics.RGB_STRETCH` (ST-LPIPS, labelled,
-only where the LPIPS weights were not imported), the mean reflectance bias per band of the output
-against the reference, and the consistency of the output with its own input (the output degraded
-by the nominal PSF against the LR).
+Scores (:func:`score`) are :func:`s2scale.metrics.score_image`'s, the scoring of every s2scale
+report: PSNR and SSIM on reflectance (data range 1, the output clipped at 0), LPIPS v0.1
+(AlexNet) on the RGB bands with the true-colour stretch :data:`s2scale.metrics.RGB_STRETCH`
+(ST-LPIPS, labelled, only where the LPIPS weights were not imported), the mean reflectance bias
+per band of the output against the reference, and the consistency of the output with its own
+input (the output degraded by the nominal PSF against the LR), all inside the same border and
+without no-data pixels; :func:`score` only renames and rounds them for the model cards.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2scale.degradation import degrade_nominal
+from s2scale.metrics import PerceptualMetric
 from s2scale.pairs import wald_pairs
 from s2scale.sentinel2 import DN_SCALE, to_reflectance
 from s2scale.train.realdata import heldout_ortho, real_s2_dir, validation_scenes
@@ -118,59 +121,80 @@ def run_model(model: nn.Module, lr: np.ndarray) -> np.ndarray:
     return np.asarray(norm.denormalize(out)) / DN_SCALE
 
 
+_CARD_KEYS = (
+    ("psnr_db", "psnr", 1, 4),
+    ("ssim", "ssim", 1, 5),
+    ("bias_pct", "bias", 100, 6),
+    ("bias_max_abs_pct", "bias_max_abs", 100, 6),
+    ("lpips", "lpips", 1, 5),
+    ("stlpips", "stlpips", 1, 5),
+    ("consistency_psnr_db", "consistency_psnr", 1, 3),
+)
+"""``(score_image key, model-card key, divisor, decimals)`` of :func:`score`'s format."""
+
+
 def score(
     sr: np.ndarray,
     hr: np.ndarray,
     lr: np.ndarray | None = None,
     *,
-    metric: Any | None = None,
+    metric: PerceptualMetric | None = None,
     border_px: int = 8,
     scale: int = 2,
 ) -> dict[str, Any]:
-    """Scores of one output against its HR reference (and its LR input).
+    """Scores of one output against its HR reference (and its LR input), as model cards keep them.
+
+    The numbers are :func:`s2scale.metrics.score_image`'s for reflectance input (border crop,
+    no-data pixels left out, ``sr`` clipped at 0 for PSNR, SSIM and LPIPS only), renamed to the
+    keys that checkpoints, model cards and the quality benchmark's records use, and rounded.
 
     Parameters
     ----------
     sr, hr
-        ``(C, H, W)`` reflectance (output, reference); ``sr`` is clipped at 0 for PSNR, SSIM
-        and LPIPS, not for the bias.
+        ``(C, H, W)`` reflectance (output, reference).
     lr
         ``(C, H / scale, W / scale)`` input reflectance, for the consistency scores.
     metric
         A :class:`s2scale.metrics.PerceptualMetric` (LPIPS, or ST-LPIPS as its labelled
         fallback); ``None`` skips the perceptual score.
     border_px
-        HR pixels cropped on every side before PSNR, SSIM and LPIPS.
+        HR pixels left out on every side (LR pixels: ``border_px // scale + 2``).
     scale
         Upscaling factor.
 
     Returns
     -------
     dict
-        ``psnr``, ``ssim``, ``lpips`` (or ``stlpips``; ``None`` when under 32 px),
-        ``bias`` (per band, relative: ``mean(sr) / mean(hr) - 1``), ``bias_max_abs`` and, with
-        ``lr``, ``consistency_psnr`` and ``consistency_bias_max_abs``.
-    """
-    from s2scale.metrics import RGB_STRETCH, consistency, psnr, reflectance_bias, ssim
+        ``psnr`` (dB, 4 decimals), ``ssim`` (5), ``lpips`` or ``stlpips`` (5; ``None`` when the
+        cropped image is under 32 px), ``bias`` (per band, relative: ``mean(sr) / mean(hr) -
+        1``, 6) and ``bias_max_abs`` (6); with ``lr``, ``consistency_psnr`` (dB, 3) and
+        ``consistency_bias_max_abs`` (relative, 6).
 
-    b = border_px
-    crop = np.s_[:, b : sr.shape[1] - b, b : sr.shape[2] - b]
-    pos, ref = np.clip(sr, 0.0, None)[crop], np.asarray(hr, np.float64)[crop]
-    bias = reflectance_bias(np.asarray(sr, np.float64), np.asarray(hr, np.float64))
-    out: dict[str, Any] = {
-        "psnr": round(psnr(pos, ref, 1.0), 4),
-        "ssim": round(ssim(pos, ref, 1.0), 5),
-        "bias": [round(float(v), 6) for v in bias],
-        "bias_max_abs": round(float(np.nanmax(np.abs(bias))), 6),
-    }
+    Examples
+    --------
+    >>> hr = np.full((4, 48, 48), 0.1)
+    >>> score(hr * 1.01, hr)["bias"]
+    [0.01, 0.01, 0.01, 0.01]
+    """
+    from s2scale.metrics import score_image
+
+    scores = score_image(sr, hr, lr, border_px=border_px, scale=scale, perceptual=metric)
     if metric is not None:
-        key = "lpips" if metric.kind == "lpips" else "stlpips"
-        big = min(pos.shape[1:]) >= 32
-        out[key] = round(metric(pos, ref, stretch=RGB_STRETCH), 5) if big else None
-    if lr is not None:
-        cons = consistency(sr, lr, scale=scale)
-        out["consistency_psnr"] = round(cons["psnr_db"], 3)
-        out["consistency_bias_max_abs"] = round(float(np.nanmax(np.abs(cons["bias"]))), 6)
+        scores.setdefault(metric.kind, None)
+    out: dict[str, Any] = {}
+    for key, card_key, divisor, decimals in _CARD_KEYS:
+        if key not in scores:
+            continue
+        value = scores[key]
+        if value is None:
+            out[card_key] = None  # the perceptual score of an image under 32 px
+        elif isinstance(value, list):
+            out[card_key] = [round(float(v) / divisor, decimals) for v in value]
+        else:
+            out[card_key] = round(float(value) / divisor, decimals)
+    if "consistency_bias_pct" in scores:
+        worst = float(np.nanmax(np.abs(scores["consistency_bias_pct"]))) / 100
+        out["consistency_bias_max_abs"] = round(worst, 6)
     return out
 
 
@@ -182,30 +206,25 @@ def evaluate_generator(
     border_px: int = 8,
     stlpips: bool = True,
     stlpips_model: nn.Module | None = None,
-) -> dict[str, float]:
-    """PSNR, SSIM (data range 1 on reflectance) and ST-LPIPS of ``model`` (or bicubic if None).
+) -> dict[str, Any]:
+    """:func:`s2scale.metrics.score_image` of ``model`` (or bicubic if None), with ST-LPIPS.
 
     A quick check for simulated pairs: ``lr`` ``(C, h, w)`` and ``hr`` ``(C, 2h, 2w)`` float
-    reflectance, ``border_px`` cropped; ST-LPIPS (:func:`s2scale.metrics.stlpips_score`) on the
-    RGB bands with reflectance ``[0, 1]`` mapped to ``[-1, 1]``, if >= 32 px after cropping. The
-    model cards use :func:`evaluate_all` (LPIPS, real Sentinel-2).
+    reflectance, ``border_px`` cropped; ST-LPIPS (:func:`s2scale.metrics.stlpips_metric`,
+    ``stlpips_model`` a loaded network to reuse) on the RGB bands with the true-colour stretch,
+    if >= 32 px after cropping. Returns the keys of :data:`s2scale.metrics.SCORE_KEYS`
+    (``psnr_db``, ``ssim``, ``stlpips``, ``bias_pct``, ..., the consistency scores). The model
+    cards use :func:`evaluate_all` (LPIPS, real Sentinel-2).
     """
-    from s2scale.metrics import psnr, ssim, stlpips_score
+    from s2scale.metrics import score_image, stlpips_metric
 
     if model is None:
         sr = bicubic(torch.from_numpy(np.ascontiguousarray(lr, np.float32))[None])[0].numpy()
     else:
         sr = run_model(model, np.asarray(lr, np.float64))
-    sr = np.clip(sr, 0.0, 1.0)
-    b = border_px
-    sr, ref = (
-        sr[:, b : sr.shape[1] - b, b : sr.shape[2] - b],
-        hr[:, b : hr.shape[1] - b, b : hr.shape[2] - b],
-    )
-    out = {"psnr": psnr(sr, ref, 1.0), "ssim": ssim(sr, ref, 1.0)}
-    if stlpips and min(sr.shape[1:]) >= 32:
-        out["stlpips_alex"] = stlpips_score(sr, ref, net="alex", model=stlpips_model).value
-    return {k: round(float(v), 5) for k, v in out.items()}
+    metric: PerceptualMetric | None = stlpips_metric("alex", stlpips_model) if stlpips else None
+    scale = sr.shape[-1] // np.shape(lr)[-1]
+    return score_image(sr, hr, lr, border_px=border_px, scale=scale, perceptual=metric)
 
 
 def _upscalers(model: nn.Module | None) -> dict[str, Upscaler]:
@@ -221,7 +240,7 @@ def _upscalers(model: nn.Module | None) -> dict[str, Upscaler]:
 def evaluate_real_s2(
     upscalers: dict[str, Upscaler],
     *,
-    metric: Any | None = None,
+    metric: PerceptualMetric | None = None,
     folder: str | Path | None = None,
     val_fraction: float = 0.3,
 ) -> dict[str, Any]:
