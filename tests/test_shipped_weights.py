@@ -45,7 +45,7 @@ def fresh_pairs():
 
 @pytest.fixture(scope="module")
 def stlpips_net():
-    from s2scale.metrics import load_stlpips
+    from s2scale.models.backbones import load_stlpips
 
     return load_stlpips("alex")
 
