@@ -6,6 +6,7 @@ file), so the manifests describe exactly the run that ``s2scale upscale`` would 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -118,6 +119,67 @@ def deploy() -> None:
     "--small-aoi", default=None, help="AOI of the small-aoi overlay [11.9,47.4,12.1,47.6]."
 )
 @click.option(
+    "--secret-key",
+    multiple=True,
+    metavar="KEY",
+    help="A key the Secret must hold, checked by the runner before any work (repeatable) "
+    "[AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY]; --secret-key '' checks none.",
+)
+@click.option(
+    "--plan",
+    "plan_json",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="JSON of `s2scale deploy plan --json` for --workers: the runner's deadline is its "
+    "estimate times --deadline-margin plus 30 min.",
+)
+@click.option(
+    "--deadline-margin",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Factor on the plan's wall clock for the deadline [3].",
+)
+@click.option(
+    "--deadline-hours",
+    type=click.FloatRange(min=0.02),
+    default=None,
+    help="The runner's activeDeadlineSeconds in hours, instead of --plan's [24].",
+)
+@click.option(
+    "--idle-timeout-s",
+    type=click.IntRange(min=60),
+    default=None,
+    help="idleTimeout of the Dask cluster in seconds [3600].",
+)
+@click.option(
+    "--tls/--no-tls",
+    default=None,
+    help="Dask TLS with certificates from --tls-secret [on in the austria overlay only].",
+)
+@click.option("--tls-secret", default=None, help="Secret with the TLS certificates [s2scale-tls].")
+@click.option(
+    "--operator-namespace",
+    default=None,
+    help="Namespace of the Dask operator (its idle check reaches the dashboard) [dask-operator].",
+)
+@click.option(
+    "--metrics-namespace",
+    default=None,
+    help="Namespace of a Prometheus that scrapes the dashboards [none].",
+)
+@click.option("--priority-class", default=None, help="priorityClassName of every pod.")
+@click.option(
+    "--image-pull-secret",
+    multiple=True,
+    help="Secret for pulling the images from a private registry (repeatable).",
+)
+@click.option(
+    "--gpu-affinity",
+    multiple=True,
+    metavar="KEY=VALUE[,VALUE...]",
+    help="Node label that GPU worker nodes must carry with one of the values (repeatable).",
+)
+@click.option(
     "--validate/--no-validate",
     default=True,
     show_default=True,
@@ -126,8 +188,15 @@ def deploy() -> None:
 @handle_errors
 def render(out: Path, validate: bool, **kwargs: Any) -> None:
     """Write a kustomize base and overlays (small-aoi, austria) for one run configuration."""
-    from s2scale.deploy.config import DeployConfig, parse_node_selector, parse_toleration
+    from s2scale.deploy.config import (
+        DeployConfig,
+        parse_affinity,
+        parse_node_selector,
+        parse_toleration,
+    )
     from s2scale.deploy.render import render_layout, render_objects, variants, write_layout
+    from s2scale.deploy.sizing import job_deadline_s
+    from s2scale.errors import ConfigError
 
     run_opts, o = _split_run_options(kwargs)
     cfg = run_config(run_opts)
@@ -148,8 +217,29 @@ def render(out: Path, validate: bool, **kwargs: Any) -> None:
         "small_aoi": o["small_aoi"],
         "gpu_node_selector": tuple(parse_node_selector(v) for v in o["gpu_node_selector"]),
         "gpu_tolerations": tuple(parse_toleration(v) for v in o["gpu_toleration"]),
+        "gpu_affinity": tuple(parse_affinity(v) for v in o["gpu_affinity"]),
+        "image_pull_secrets": tuple(o["image_pull_secret"]),
+        "secret_keys": tuple(k for k in o["secret_key"] if k) if o["secret_key"] else None,
+        "idle_timeout_s": o["idle_timeout_s"],
+        "tls": o["tls"],
+        "tls_secret": o["tls_secret"],
+        "operator_namespace": o["operator_namespace"],
+        "metrics_namespace": o["metrics_namespace"],
+        "priority_class": o["priority_class"],
     }
     deploy_cfg = DeployConfig(**{k: v for k, v in given.items() if v is not None})
+    if o["plan_json"] is not None and o["deadline_hours"] is not None:
+        raise ConfigError("give --plan or --deadline-hours, not both")
+    if o["deadline_hours"] is not None:
+        deadline = round(o["deadline_hours"] * 3600)
+        deploy_cfg = dataclasses.replace(deploy_cfg, deadline_s=deadline)
+    elif o["plan_json"] is not None:
+        plan = json.loads(o["plan_json"].read_text())
+        margin = {} if o["deadline_margin"] is None else {"margin": o["deadline_margin"]}
+        deadline = job_deadline_s(plan, gpus=deploy_cfg.gpu_workers, **margin)
+        deploy_cfg = dataclasses.replace(deploy_cfg, deadline_s=deadline)
+    elif o["deadline_margin"] is not None:
+        raise ConfigError("--deadline-margin needs --plan")
     files = render_layout(cfg, deploy_cfg)
     report: dict[str, Any] = {"out": str(out)}
     if validate:
@@ -161,7 +251,9 @@ def render(out: Path, validate: bool, **kwargs: Any) -> None:
         report["validated"] = f"Kubernetes {KUBERNETES_VERSION} and the Dask operator's CRDs"
     written = write_layout(files, out)
     report["files"] = [str(p.relative_to(out)) for p in written]
+    report["deadline_s"] = deploy_cfg.deadline_s
     report["apply"] = [
+        f"kubectl apply -k {out / 'namespace'}",
         f"kubectl apply -k {out / 'overlays' / 'small-aoi'}",
         f"kubectl apply -k {out / 'overlays' / 'austria'}",
     ]
@@ -239,15 +331,36 @@ def plan(
     show_default=True,
     help="Wait before the second run; doubled after each further failure.",
 )
+@click.option(
+    "--secret-keys",
+    envvar="S2SCALE_SECRET_KEYS",
+    default="",
+    help="Comma-separated variables that must be set before the first run [$S2SCALE_SECRET_KEYS].",
+)
+@click.option(
+    "--secret",
+    envvar="S2SCALE_SECRET_NAME",
+    default=None,
+    help="The Secret that provides them, named in the error [$S2SCALE_SECRET_NAME].",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @handle_errors
-def retry(attempts: int, delay_s: float, command: tuple[str, ...]) -> None:
+def retry(
+    attempts: int,
+    delay_s: float,
+    secret_keys: str,
+    secret: str | None,
+    command: tuple[str, ...],
+) -> None:
     """Run COMMAND (after '--') until it succeeds, at most --attempts times.
 
     The job pod of a DaskJob runs 's2scale upscale' this way: each rerun resumes from the
-    store's run manifest. Exits with COMMAND's last exit status.
+    store's run manifest. Exits with COMMAND's last exit status; exits with 2 before any run
+    when a variable of --secret-keys is missing or empty.
     """
-    from s2scale.deploy.retry import run_with_retries
+    from s2scale.deploy.retry import check_secret_env, run_with_retries
+
+    check_secret_env([k.strip() for k in secret_keys.split(",") if k.strip()], secret=secret)
 
     status = run_with_retries(
         command,

@@ -21,6 +21,7 @@ from s2scale.errors import ConfigError
 
 __all__ = [
     "DEFAULT_IMAGE",
+    "DEFAULT_SECRET_KEYS",
     "MAX_NAME_LEN",
     "OBJECT_STORE_SCHEMES",
     "OVERLAYS",
@@ -28,6 +29,7 @@ __all__ = [
     "DeployConfig",
     "Toleration",
     "check_store_url",
+    "parse_affinity",
     "parse_bytes",
     "parse_node_selector",
     "parse_toleration",
@@ -47,6 +49,14 @@ MAX_NAME_LEN = 53 - max(len(f"-{o}") for o in OVERLAYS)
 OBJECT_STORE_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "abfss")
 """fsspec protocols accepted for the job's output (a pod's own disk is deleted with the pod)."""
 
+DEFAULT_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+"""Keys of the object-store Secret that the job runner checks before any work (S3 stores)."""
+DEFAULT_DEADLINE_S = 24 * 3600
+"""The job runner's ``activeDeadlineSeconds`` when no plan gives an estimate."""
+SMALL_AOI_DEADLINE_S = 2 * 3600
+"""At most this long for the ``small-aoi`` smoke test."""
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _LABEL_KEY = re.compile(
@@ -158,6 +168,29 @@ def parse_node_selector(text: str) -> tuple[str, str]:
     return key, value
 
 
+def parse_affinity(text: str) -> tuple[str, tuple[str, ...]]:
+    """``KEY=VALUE[,VALUE...]``: GPU nodes must carry label ``KEY`` with one of the values.
+
+    Examples
+    --------
+    >>> parse_affinity("nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3,NVIDIA-H200")
+    ('nvidia.com/gpu.product', ('NVIDIA-H100-80GB-HBM3', 'NVIDIA-H200'))
+    """
+    key, eq, values = text.partition("=")
+    found = tuple(v for v in values.split(",") if v)
+    if (
+        not eq
+        or not found
+        or not _LABEL_KEY.match(key)
+        or not all(_LABEL_VALUE.match(v) for v in found)
+    ):
+        raise ConfigError(
+            f"node affinity {text!r} is not KEY=VALUE[,VALUE...] with a label key and values, "
+            "e.g. nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3,NVIDIA-H200"
+        )
+    return key, found
+
+
 def _check_image(image: str, what: str) -> None:
     """An image reference with a version tag or a digest (never implicit or ``latest``)."""
     last = image.rsplit("/", 1)[-1]
@@ -239,6 +272,31 @@ class DeployConfig:
     """PersistentVolumeClaim mounted read-only at ``/models`` (checkpoints, torch backbones)."""
     small_aoi: str = "11.9,47.4,12.1,47.6"
     """AOI of the ``small-aoi`` overlay (a smoke test across the UTM 32/33 boundary)."""
+    secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
+    """Keys the Secret must hold; the job runner checks them before any work and exits with an
+    error naming the missing ones (``()``: no check, e.g. with workload identity)."""
+    deadline_s: int = DEFAULT_DEADLINE_S
+    """``activeDeadlineSeconds`` of the job runner: the whole job, retries included, ends after
+    this long and the operator deletes its cluster (:func:`~s2scale.deploy.sizing.job_deadline_s`
+    gives one from the plan's estimate). The ``small-aoi`` overlay uses at most 2 h."""
+    idle_timeout_s: int = 3600
+    """``idleTimeout`` of the Dask cluster: the operator deletes a cluster whose scheduler has had
+    no work for this long (longer than the runner waits for workers)."""
+    tls: bool | None = None
+    """Dask TLS between scheduler, workers and runner, with certificates from ``tls_secret``;
+    ``None``: on in the ``austria`` overlay only."""
+    tls_secret: str = "s2scale-tls"
+    """Secret with ``ca.crt``, ``tls.crt`` and ``tls.key`` (see ``deploy/README.md``)."""
+    operator_namespace: str = "dask-operator"
+    """Namespace of the Dask operator, allowed to reach the scheduler's dashboard (idle check)."""
+    metrics_namespace: str | None = None
+    """Namespace of a Prometheus allowed to scrape the dashboards (``None``: this one only)."""
+    priority_class: str | None = None
+    """``priorityClassName`` of every pod of the job."""
+    image_pull_secrets: tuple[str, ...] = ()
+    """Secrets for pulling the images from a private registry."""
+    gpu_affinity: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """``(label, values)``: GPU workers' nodes must carry the label with one of the values."""
 
     def __post_init__(self) -> None:
         check_store_url(self.store)
@@ -251,6 +309,31 @@ class DeployConfig:
             raise ConfigError(f"namespace {self.namespace!r} must be a lower-case DNS label")
         if not _DNS_SUBDOMAIN.match(self.secret) or len(self.secret) > 253:
             raise ConfigError(f"secret {self.secret!r} must be a lower-case DNS name")
+        for what, value in (
+            ("tls_secret", self.tls_secret),
+            ("priority_class", self.priority_class),
+            *(("image_pull_secrets", v) for v in self.image_pull_secrets),
+        ):
+            if value is not None and (not _DNS_SUBDOMAIN.match(value) or len(value) > 253):
+                raise ConfigError(f"{what} {value!r} must be a lower-case DNS name")
+        for what, value in (
+            ("operator_namespace", self.operator_namespace),
+            ("metrics_namespace", self.metrics_namespace),
+        ):
+            if value is not None and (not _DNS_LABEL.match(value) or len(value) > 63):
+                raise ConfigError(f"{what} {value!r} must be a lower-case DNS label")
+        for key in self.secret_keys:
+            if not _ENV_NAME.match(key):
+                raise ConfigError(
+                    f"secret key {key!r} is not an environment variable name such as "
+                    "AWS_ACCESS_KEY_ID"
+                )
+        for what, n, low in (
+            ("deadline_s", self.deadline_s, 60),
+            ("idle_timeout_s", self.idle_timeout_s, 60),
+        ):
+            if n < low:
+                raise ConfigError(f"{what}={n} must be at least {low} seconds")
         if self.models_claim is not None and not _DNS_SUBDOMAIN.match(self.models_claim):
             raise ConfigError(f"models_claim {self.models_claim!r} must be a lower-case DNS name")
         _check_image(self.image, "image")

@@ -2,10 +2,15 @@
 
 Layout written by :func:`write_layout` (``s2scale deploy render --out DIR``)::
 
-    DIR/base/kustomization.yaml      namespace.yaml, run-config.yaml, daskjob.yaml
-                                     (+ io-workers.yaml with CPU workers)
+    DIR/namespace/                   namespace.yaml: applied once, owned by no overlay
+    DIR/base/kustomization.yaml      run-config.yaml, daskjob.yaml, network-policies.yaml,
+                                     disruption-budgets.yaml (+ io-workers.yaml with CPU workers)
     DIR/overlays/small-aoi/          the base on a small AOI with one GPU worker (smoke test)
-    DIR/overlays/austria/            the base on all of Austria with ``gpu_workers`` GPUs
+    DIR/overlays/austria/            the base on all of Austria with ``gpu_workers`` GPUs, TLS on
+
+The Namespace, the object-store Secret, the TLS Secret and a models claim are made once by the
+operator and belong to no overlay, so ``kubectl delete -k overlays/<overlay>`` deletes only that
+run's objects.
 
 What runs where:
 
@@ -18,6 +23,18 @@ What runs where:
   ``DASK_SCHEDULER_ADDRESS`` there) under ``s2scale deploy retry``.
 - ``DaskWorkerGroup <name>-io`` (optional): CPU workers without the ``GPU`` resource that take the
   reads, composites, blends and writes.
+- ``NetworkPolicy``: only the runner and the workers reach the scheduler, only the scheduler and
+  the workers reach the workers, the dashboards only from this namespace (and the operator's, for
+  its idle check); the runner accepts no connection.
+- ``PodDisruptionBudget`` for the scheduler and the runner (and ``safe-to-evict: "false"`` on
+  both): a drain or the cluster autoscaler waits for the job instead of ending it.
+
+GPU workers check their CUDA at start (:mod:`s2scale.deploy.gpucheck`) and the run configuration
+asks for ``infer.device: cuda``, so a worker without a usable GPU fails instead of running the
+model on its CPU. The runner checks the Secret's keys before it connects, the pod has an
+``activeDeadlineSeconds`` and the cluster an ``idleTimeout``, so nothing holds GPUs for ever.
+With TLS, every Dask connection is encrypted and authenticated with the certificates of the TLS
+Secret (``distributed.comm.tls.*`` set through the environment).
 
 The operator runs the job as a bare pod, which has no ``backoffLimit``: the pod's
 ``restartPolicy`` is ``Never`` (a failed job ends, and the operator deletes its cluster, so no GPU
@@ -38,7 +55,7 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -48,6 +65,7 @@ from s2scale.config import RunConfig
 from s2scale.deploy.config import (
     OVERLAYS,
     RUN_AS_UID,
+    SMALL_AOI_DEADLINE_S,
     DeployConfig,
     parse_bytes,
     quantity,
@@ -58,14 +76,17 @@ __all__ = [
     "HEADER",
     "MODELS_MOUNT",
     "RUN_MOUNT",
+    "TLS_MOUNT",
     "TORCH_HOME",
     "canonical",
     "deploy_run_config",
     "job_command",
     "json_patch",
+    "namespace_objects",
     "objects_from_yaml",
     "render_layout",
     "render_objects",
+    "tls_env",
     "variants",
     "write_layout",
 ]
@@ -80,6 +101,8 @@ MODELS_MOUNT = "/models"
 """Where ``DeployConfig.models_claim`` is mounted (read-only) in the job runner and workers."""
 TORCH_HOME = f"{MODELS_MOUNT}/torch"
 """``TORCH_HOME`` of the images: backbones go to ``/models/torch/hub/checkpoints/``."""
+TLS_MOUNT = "/etc/s2scale/tls"
+"""Where the TLS Secret (``ca.crt``, ``tls.crt``, ``tls.key``) is mounted, read-only."""
 SCRATCH_MOUNT = "/scratch"
 """Workers' scratch volume; the Dask local directory is ``/scratch/dask``."""
 SCHEDULER_PORT, DASHBOARD_PORT, WORKER_DASHBOARD_PORT = 8786, 8787, 8788
@@ -89,6 +112,23 @@ LOG_MARGIN = "1GiB"
 """Ephemeral storage for container logs, on top of the ``emptyDir`` volumes."""
 CPU_PER_POD = {"scheduler": "2", "job": "2"}
 """CPU of the scheduler and the job runner (workers get one CPU per thread)."""
+
+SAFE_TO_EVICT = {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+"""Annotation that keeps the cluster autoscaler from evicting the scheduler and the runner."""
+SECRET_NAME_ENV, SECRET_KEYS_ENV = "S2SCALE_SECRET_NAME", "S2SCALE_SECRET_KEYS"
+"""The runner's variables naming the Secret and the keys it checks (``s2scale deploy retry``)."""
+GPU_CHECK = "s2scale.deploy.gpucheck"
+"""Preload module of the GPU workers: fail at start without a usable CUDA GPU."""
+_SCHEDULER_ROUTES = [
+    "distributed.http.scheduler.prometheus",
+    "distributed.http.scheduler.info",
+    "distributed.http.scheduler.json",
+    "distributed.http.health",
+    "distributed.http.proxy",
+    "distributed.http.statics",
+    # /api/v1/check_idle: the operator's idle check (its fallback, the Dask RPC, has no TLS keys)
+    "distributed.http.scheduler.api",
+]
 
 _LABELS = {"app.kubernetes.io/name": "s2scale", "app.kubernetes.io/version": __version__}
 _API = "kubernetes.dask.org/v1"
@@ -132,14 +172,26 @@ def deploy_run_config(cfg: RunConfig, deploy: DeployConfig) -> tuple[RunConfig, 
         geojson = path.read_text()
         aoi = f"{RUN_MOUNT}/{_AOI_KEY}"
     _check_model(cfg, deploy)
+    device = cfg.infer.device
+    if device == "cpu":
+        raise ConfigError(
+            "infer.device='cpu' would run the model on the CPUs of the GPU workers and hold their "
+            "GPUs meanwhile; leave infer.device at auto or cuda for Kubernetes"
+        )
+    # auto would quietly fall back to the CPU where CUDA is unusable: the job asks for cuda
+    device = "cuda" if device == "auto" else device
     # kind auto: the operator's scheduler (DASK_SCHEDULER_ADDRESS); the k8s_* keys, unused by
     # `auto`, are set to this deployment so that the file does not contradict it
-    out = cfg.replace("catalog", aoi=aoi).replace(
-        "cluster",
-        kind="auto",
-        k8s_name=deploy.name,
-        k8s_namespace=deploy.namespace,
-        k8s_image=deploy.image,
+    out = (
+        cfg.replace("catalog", aoi=aoi)
+        .replace("infer", device=device)
+        .replace(
+            "cluster",
+            kind="auto",
+            k8s_name=deploy.name,
+            k8s_namespace=deploy.namespace,
+            k8s_image=deploy.image,
+        )
     )
     return out, geojson
 
@@ -194,6 +246,8 @@ def variants(cfg: RunConfig, deploy: DeployConfig) -> dict[str, tuple[RunConfig,
     ``small-aoi`` runs ``deploy.small_aoi`` with one GPU worker (and at most one CPU worker);
     ``austria`` runs the built-in AOI ``austria`` with ``deploy.gpu_workers``. Each overlay writes
     its own store beside the base's (``.../<overlay>/<name>.zarr``): a store holds one AOI.
+    ``deploy.tls`` ``None`` turns TLS on in ``austria`` only; ``small-aoi`` runs at most
+    :data:`~s2scale.deploy.config.SMALL_AOI_DEADLINE_S`.
     """
     small = (
         cfg.replace("catalog", aoi=deploy.small_aoi),
@@ -202,13 +256,20 @@ def variants(cfg: RunConfig, deploy: DeployConfig) -> dict[str, tuple[RunConfig,
             gpu_workers=1,
             cpu_workers=min(deploy.cpu_workers, 1),
             store=_overlay_store(deploy.store, "small-aoi"),
+            deadline_s=min(deploy.deadline_s, SMALL_AOI_DEADLINE_S),
+            tls=bool(deploy.tls),
         ),
     )
     austria = (
         cfg.replace("catalog", aoi="austria"),
-        dataclasses.replace(deploy, store=_overlay_store(deploy.store, "austria")),
+        dataclasses.replace(
+            deploy,
+            store=_overlay_store(deploy.store, "austria"),
+            tls=deploy.tls is None or deploy.tls,
+        ),
     )
-    out = {"base": (cfg, deploy), "small-aoi": small, "austria": austria}
+    base = dataclasses.replace(deploy, tls=bool(deploy.tls))
+    out = {"base": (cfg, base), "small-aoi": small, "austria": austria}
     assert tuple(out)[1:] == OVERLAYS
     return out
 
@@ -242,8 +303,55 @@ def _env(extra: Mapping[str, str] = {}) -> list[dict[str, Any]]:
     return [{"name": k, "value": v} for k, v in base.items()]
 
 
+Role = Literal["scheduler", "worker", "client"]
+
+
+def tls_env(role: Role, folder: str = TLS_MOUNT) -> dict[str, str]:
+    """Dask configuration (as environment variables) for TLS with the certificates in ``folder``.
+
+    ``role`` is the part the process plays: ``scheduler``, ``worker`` or ``client`` (the runner).
+    Connections without TLS are refused (``require-encryption``).
+
+    Examples
+    --------
+    >>> tls_env("client", "/certs")["DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"]
+    '/certs/tls.crt'
+    """
+    key = role.upper()
+    return {
+        "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
+        "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": f"{folder}/ca.crt",
+        f"DASK_DISTRIBUTED__COMM__TLS__{key}__CERT": f"{folder}/tls.crt",
+        f"DASK_DISTRIBUTED__COMM__TLS__{key}__KEY": f"{folder}/tls.key",
+    }
+
+
+def _tls_scheduler_address() -> list[dict[str, Any]]:
+    """``DASK_SCHEDULER_ADDRESS`` with ``tls://``, from the pod's cluster label and namespace.
+
+    The operator sets a ``tcp://`` address only where the container defines none; the cluster's
+    name comes from the pod's ``dask.org/cluster-name`` label (so kustomize's name suffix needs no
+    patch here).
+    """
+    return [
+        {
+            "name": "S2SCALE_CLUSTER",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['dask.org/cluster-name']"}},
+        },
+        {
+            "name": "S2SCALE_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        },
+        {
+            "name": "DASK_SCHEDULER_ADDRESS",
+            "value": "tls://$(S2SCALE_CLUSTER)-scheduler.$(S2SCALE_NAMESPACE).svc.cluster.local"
+            f":{SCHEDULER_PORT}",
+        },
+    ]
+
+
 def _volumes(deploy: DeployConfig, *, scratch: bool) -> tuple[list[dict], list[dict], int]:
-    """``(volumes, mounts, emptyDir bytes)`` of a pod: /tmp, optional /scratch and /models."""
+    """``(volumes, mounts, emptyDir bytes)`` of a pod: /tmp, /scratch, /models, TLS certificates."""
     tmp_k8s, _ = quantity(parse_bytes(TMP_SIZE, "tmp"))
     volumes = [{"name": "tmp", "emptyDir": {"sizeLimit": tmp_k8s}}]
     mounts = [{"name": "tmp", "mountPath": "/tmp"}]
@@ -261,10 +369,17 @@ def _volumes(deploy: DeployConfig, *, scratch: bool) -> tuple[list[dict], list[d
             }
         )
         mounts.append({"name": "models", "mountPath": MODELS_MOUNT, "readOnly": True})
+    if deploy.tls:
+        # 0440 and fsGroup 10001: readable by the s2scale group only
+        volumes.append(
+            {"name": "tls", "secret": {"secretName": deploy.tls_secret, "defaultMode": 0o440}}
+        )
+        mounts.append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
     return volumes, mounts, disk
 
 
 def _pod(
+    deploy: DeployConfig,
     containers: list[dict[str, Any]],
     volumes: list[dict[str, Any]],
     **extra: Any,
@@ -283,11 +398,24 @@ def _pod(
         "containers": containers,
         "volumes": volumes,
     }
+    if deploy.priority_class is not None:
+        spec["priorityClassName"] = deploy.priority_class
+    if deploy.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": n} for n in deploy.image_pull_secrets]
     return spec
 
 
 def _labels(component: str | None = None) -> dict[str, str]:
     return {**_LABELS, **({"app.kubernetes.io/component": component} if component else {})}
+
+
+def _scrape(port: int) -> dict[str, str]:
+    """Prometheus annotations of a pod whose dashboard serves ``/metrics`` on ``port``."""
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
 
 
 def _worker(
@@ -309,14 +437,15 @@ def _worker(
         f"--dashboard-address=:{WORKER_DASHBOARD_PORT}",
     ]
     if gpu:
-        args.append("--resources=GPU=1")
+        args += ["--resources=GPU=1", f"--preload={GPU_CHECK}"]
     volumes, mounts, disk = _volumes(deploy, scratch=True)
+    env = _env({"OMP_NUM_THREADS": str(threads), **(tls_env("worker") if deploy.tls else {})})
     container = {
         "name": "worker",
         "image": deploy.image if gpu else deploy.resolved_cpu_image,
         "imagePullPolicy": "IfNotPresent",
         "args": args,
-        "env": _env({"OMP_NUM_THREADS": str(threads)}),
+        "env": env + (_tls_scheduler_address() if deploy.tls else []),
         "envFrom": [{"secretRef": {"name": deploy.secret}}],
         "ports": [
             {"name": "http-dashboard", "containerPort": WORKER_DASHBOARD_PORT, "protocol": "TCP"}
@@ -328,27 +457,47 @@ def _worker(
     extra: dict[str, Any] = {}
     if gpu and deploy.gpu_node_selector:
         extra["nodeSelector"] = dict(deploy.gpu_node_selector)
+    if gpu and deploy.gpu_affinity:
+        terms = [
+            {"key": key, "operator": "In", "values": list(values)}
+            for key, values in deploy.gpu_affinity
+        ]
+        extra["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": terms}]
+                }
+            }
+        }
     if gpu and deploy.gpu_tolerations:
         extra["tolerations"] = [t.to_json() for t in deploy.gpu_tolerations]
-    return _pod([container], volumes, **extra)
+    return _pod(deploy, [container], volumes, **extra)
 
 
 def _scheduler(deploy: DeployConfig, cluster_name: str) -> dict[str, Any]:
     volumes, mounts, disk = _volumes(dataclasses.replace(deploy, models_claim=None), scratch=False)
+    args = [
+        "dask",
+        "scheduler",
+        f"--port={SCHEDULER_PORT}",
+        f"--dashboard-address=:{DASHBOARD_PORT}",
+    ]
+    if deploy.tls:
+        args.insert(2, "--protocol=tls")
+    env = {
+        # The scheduler optimises graphs with its own config; without fusion the GPU resource
+        # annotations of lazily built graphs (s2scale.upscale + write_mosaic) survive.
+        # `s2scale upscale` pins model tasks explicitly and needs no setting.
+        "DASK_OPTIMIZATION__FUSE__ACTIVE": "False",
+        "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES": repr(_SCHEDULER_ROUTES),
+        **(tls_env("scheduler") if deploy.tls else {}),
+    }
     container = {
         "name": "scheduler",
         "image": deploy.resolved_cpu_image,
         "imagePullPolicy": "IfNotPresent",
-        "args": [
-            "dask",
-            "scheduler",
-            f"--port={SCHEDULER_PORT}",
-            f"--dashboard-address=:{DASHBOARD_PORT}",
-        ],
-        # The scheduler optimises graphs with its own config; without fusion the GPU resource
-        # annotations of lazily built graphs (s2scale.upscale + write_mosaic) survive.
-        # `s2scale upscale` pins model tasks explicitly and needs no setting.
-        "env": _env({"DASK_OPTIMIZATION__FUSE__ACTIVE": "False"}),
+        "args": args,
+        "env": _env(env),
         "ports": [
             {"name": "tcp-comm", "containerPort": SCHEDULER_PORT, "protocol": "TCP"},
             {"name": "http-dashboard", "containerPort": DASHBOARD_PORT, "protocol": "TCP"},
@@ -368,8 +517,11 @@ def _scheduler(deploy: DeployConfig, cluster_name: str) -> dict[str, Any]:
         "volumeMounts": mounts,
     }
     return {
-        "metadata": {"labels": _labels("scheduler")},
-        "spec": _pod([container], volumes),
+        "metadata": {
+            "labels": _labels("scheduler"),
+            "annotations": {**SAFE_TO_EVICT, **_scrape(DASHBOARD_PORT)},
+        },
+        "spec": _pod(deploy, [container], volumes),
         "service": {
             "type": "ClusterIP",
             "selector": {"dask.org/cluster-name": cluster_name, "dask.org/component": "scheduler"},
@@ -392,7 +544,11 @@ def _scheduler(deploy: DeployConfig, cluster_name: str) -> dict[str, Any]:
 
 
 def job_command(deploy: DeployConfig) -> list[str]:
-    """Arguments of the job runner container: ``s2scale upscale`` under bounded retries."""
+    """Arguments of the job runner container: ``s2scale upscale`` under bounded retries.
+
+    The Secret's keys to check before the first attempt come from the runner's environment
+    (:data:`SECRET_NAME_ENV`, :data:`SECRET_KEYS_ENV`).
+    """
     return [
         "s2scale",
         "deploy",
@@ -412,6 +568,7 @@ def _job(deploy: DeployConfig, config_map: str) -> dict[str, Any]:
     volumes, mounts, disk = _volumes(deploy, scratch=False)
     volumes.insert(0, {"name": "run-config", "configMap": {"name": config_map}})
     mounts.insert(0, {"name": "run-config", "mountPath": RUN_MOUNT, "readOnly": True})
+    checks = {SECRET_NAME_ENV: deploy.secret, SECRET_KEYS_ENV: ",".join(deploy.secret_keys)}
     container = {
         "name": "job",
         "image": deploy.resolved_cpu_image,
@@ -422,37 +579,107 @@ def _job(deploy: DeployConfig, config_map: str) -> dict[str, Any]:
                 "name": "S2SCALE_OUT",
                 "valueFrom": {"configMapKeyRef": {"name": config_map, "key": _OUT_KEY}},
             },
-            *_env(),
+            *_env({**checks, **(tls_env("client") if deploy.tls else {})}),
+            *(_tls_scheduler_address() if deploy.tls else []),
         ],
-        "envFrom": [{"secretRef": {"name": deploy.secret}}],
+        # optional: without the Secret the runner still starts, and its check says what is missing
+        "envFrom": [{"secretRef": {"name": deploy.secret, "optional": True}}],
         "resources": _resources(CPU_PER_POD["job"], deploy.job_memory, disk),
         "securityContext": _container_security(),
         "volumeMounts": mounts,
     }
     return {
-        "metadata": {"labels": _labels("job")},
-        "spec": _pod([container], volumes, restartPolicy="Never"),
+        "metadata": {"labels": _labels("job"), "annotations": dict(SAFE_TO_EVICT)},
+        "spec": _pod(
+            deploy,
+            [container],
+            volumes,
+            restartPolicy="Never",
+            activeDeadlineSeconds=deploy.deadline_s,
+        ),
     }
 
 
-# ----------------------------------------------------------------------------------- objects
-def render_objects(
-    cfg: RunConfig, deploy: DeployConfig, *, suffix: str = ""
-) -> list[dict[str, Any]]:
-    """The Kubernetes objects of one run: Namespace, ConfigMap, DaskJob (and CPU workers).
+def _cluster_pods(cluster: str, component: str) -> dict[str, Any]:
+    """Label selector of the pods of one component of the operator's cluster ``cluster``."""
+    return {"matchLabels": {"dask.org/cluster-name": cluster, "dask.org/component": component}}
 
-    ``suffix`` is appended to every name but the namespace's, as the overlays' ``nameSuffix``
-    does. Resource quantities are strings (``"1"``), as the operator's CRDs require.
+
+def _network_policies(
+    deploy: DeployConfig, cluster: str, meta: dict, suffix: str
+) -> list[dict[str, Any]]:
+    """Who may connect to whom: scheduler, workers, runner (egress stays open: STAC, store)."""
+    same_namespace = {"podSelector": {}}
+    dashboards = [same_namespace]
+    for ns in (deploy.operator_namespace, deploy.metrics_namespace):
+        if ns is not None:
+            dashboards.append(
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+            )
+    workers = {"podSelector": _cluster_pods(cluster, "worker")}
+    runner = {"podSelector": _cluster_pods(cluster, "job-runner")}
+    scheduler = {"podSelector": _cluster_pods(cluster, "scheduler")}
+
+    def policy(part: str, component: str, ingress: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": f"{deploy.name}-{part}{suffix}", **meta},
+            "spec": {
+                "podSelector": _cluster_pods(cluster, component),
+                "policyTypes": ["Ingress"],
+                "ingress": ingress,
+            },
+        }
+
+    def tcp(port: int) -> list[dict[str, Any]]:
+        return [{"protocol": "TCP", "port": port}]
+
+    return [
+        policy(
+            "scheduler",
+            "scheduler",
+            [
+                {"from": [runner, workers], "ports": tcp(SCHEDULER_PORT)},
+                {"from": dashboards, "ports": tcp(DASHBOARD_PORT)},
+            ],
+        ),
+        policy(
+            "workers",
+            "worker",
+            [
+                # workers listen on a random port: any port, but only from their own cluster
+                {"from": [scheduler, workers]},
+                {"from": dashboards, "ports": tcp(WORKER_DASHBOARD_PORT)},
+            ],
+        ),
+        policy("runner", "job-runner", []),
+    ]
+
+
+def _disruption_budgets(
+    deploy: DeployConfig, cluster: str, meta: dict, suffix: str
+) -> list[dict[str, Any]]:
+    """``minAvailable: 1`` for the scheduler and the runner: a drain waits for the job."""
+    return [
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": f"{deploy.name}-{component}{suffix}", **meta},
+            "spec": {"minAvailable": 1, "selector": _cluster_pods(cluster, component)},
+        }
+        for component in ("scheduler", "job-runner")
+    ]
+
+
+# ----------------------------------------------------------------------------------- objects
+def namespace_objects(deploy: DeployConfig) -> list[dict[str, Any]]:
+    """The Namespace, made once by the operator (restricted Pod Security Standard).
+
+    It is in no overlay: ``kubectl delete -k overlays/<overlay>`` must not delete it (nor the
+    Secrets and claims in it).
     """
-    run_cfg, geojson = deploy_run_config(cfg, deploy)
-    name = f"{deploy.name}{suffix}"
-    config_map = f"{deploy.name}-run{suffix}"
-    meta = {"namespace": deploy.namespace, "labels": _labels()}
-    data = {_RUN_KEY: _run_yaml(run_cfg), _OUT_KEY: deploy.store}
-    if geojson is not None:
-        data[_AOI_KEY] = geojson
-    threads = deploy.worker_threads or cfg.cluster.threads_per_worker
-    objects: list[dict[str, Any]] = [
+    return [
         {
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -464,7 +691,28 @@ def render_objects(
                     "pod-security.kubernetes.io/enforce-version": "latest",
                 },
             },
-        },
+        }
+    ]
+
+
+def render_objects(
+    cfg: RunConfig, deploy: DeployConfig, *, suffix: str = ""
+) -> list[dict[str, Any]]:
+    """The Kubernetes objects of one run: ConfigMap, DaskJob, policies (and CPU workers).
+
+    ``suffix`` is appended to every name, as the overlays' ``nameSuffix`` does. Resource
+    quantities are strings (``"1"``), as the operator's CRDs require. The Namespace is not one of
+    them (see :func:`namespace_objects`).
+    """
+    run_cfg, geojson = deploy_run_config(cfg, deploy)
+    name = f"{deploy.name}{suffix}"
+    config_map = f"{deploy.name}-run{suffix}"
+    meta = {"namespace": deploy.namespace, "labels": _labels()}
+    data = {_RUN_KEY: _run_yaml(run_cfg), _OUT_KEY: deploy.store}
+    if geojson is not None:
+        data[_AOI_KEY] = geojson
+    threads = deploy.worker_threads or cfg.cluster.threads_per_worker
+    objects: list[dict[str, Any]] = [
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -479,9 +727,13 @@ def render_objects(
                 "job": _job(deploy, config_map),
                 "cluster": {
                     "spec": {
+                        "idleTimeout": deploy.idle_timeout_s,
                         "worker": {
                             "replicas": deploy.gpu_workers,
-                            "metadata": {"labels": _labels("gpu-worker")},
+                            "metadata": {
+                                "labels": _labels("gpu-worker"),
+                                "annotations": _scrape(WORKER_DASHBOARD_PORT),
+                            },
                             "spec": _worker(
                                 deploy, gpu=True, threads=threads, memory=deploy.worker_memory
                             ),
@@ -491,6 +743,8 @@ def render_objects(
                 },
             },
         },
+        *_network_policies(deploy, name, meta, suffix),
+        *_disruption_budgets(deploy, name, meta, suffix),
     ]
     if deploy.cpu_workers:
         objects.append(
@@ -502,7 +756,10 @@ def render_objects(
                     "cluster": name,
                     "worker": {
                         "replicas": deploy.cpu_workers,
-                        "metadata": {"labels": _labels("io-worker")},
+                        "metadata": {
+                            "labels": _labels("io-worker"),
+                            "annotations": _scrape(WORKER_DASHBOARD_PORT),
+                        },
                         "spec": _worker(
                             deploy,
                             gpu=False,
@@ -562,10 +819,11 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
 
 
 _FILES = {
-    "Namespace": "namespace.yaml",
     "ConfigMap": "run-config.yaml",
     "DaskJob": "daskjob.yaml",
     "DaskWorkerGroup": "io-workers.yaml",
+    "NetworkPolicy": "network-policies.yaml",
+    "PodDisruptionBudget": "disruption-budgets.yaml",
 }
 
 
@@ -574,6 +832,7 @@ def _name_references() -> dict[str, Any]:
     job = "spec/job/spec"
     # a "/" inside a map key is written "\/" in kustomize paths
     selector = "spec/cluster/spec/scheduler/service/selector"
+    label = "matchLabels/dask.org\\/cluster-name"
     return {
         "nameReference": [
             {
@@ -596,6 +855,9 @@ def _name_references() -> dict[str, Any]:
                         "kind": "DaskJob",
                         "path": f"{selector}/dask.org\\/cluster-name",
                     },
+                    {"kind": "NetworkPolicy", "path": f"spec/podSelector/{label}"},
+                    {"kind": "NetworkPolicy", "path": f"spec/ingress/from/podSelector/{label}"},
+                    {"kind": "PodDisruptionBudget", "path": f"spec/selector/{label}"},
                 ],
             },
         ]
@@ -611,7 +873,19 @@ def render_layout(cfg: RunConfig, deploy: DeployConfig) -> dict[str, str]:
     """
     found = variants(cfg, deploy)
     base = render_objects(*found["base"])
-    files: dict[str, str] = {}
+    files: dict[str, str] = {
+        "namespace/namespace.yaml": _dump(namespace_objects(deploy)),
+        "namespace/kustomization.yaml": _dump(
+            [
+                {
+                    "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                    "kind": "Kustomization",
+                    "resources": ["namespace.yaml"],
+                }
+            ],
+            comment="Apply once, before the Secrets (deploy/README.md); no overlay owns it.",
+        ),
+    }
     by_file: dict[str, list[dict]] = {}
     for obj in base:
         by_file.setdefault(_FILES[obj["kind"]], []).append(obj)
@@ -677,7 +951,12 @@ def write_layout(files: Mapping[str, str], out: str | Path) -> list[Path]:
         path.write_text(text)
         written.append(path)
     keep = {root / rel for rel in files}
-    for stale in sorted(root.glob("base/*.yaml")) + sorted(root.glob("overlays/*/*.yaml")):
+    old = [
+        *root.glob("namespace/*.yaml"),
+        *root.glob("base/*.yaml"),
+        *root.glob("overlays/*/*.yaml"),
+    ]
+    for stale in sorted(old):
         if stale not in keep and stale.read_text().startswith(HEADER):
             log.info("removing %s (not part of this render)", stale)
             stale.unlink()

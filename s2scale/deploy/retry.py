@@ -8,25 +8,71 @@ upscale ...``: each attempt is a fresh process that resumes from the store's run
 after the last failure the pod fails, so the operator deletes the cluster.
 
 ``SIGTERM``/``SIGINT`` (pod deletion) are passed to the running command and end the retries.
+
+Before the first attempt :func:`check_secret_env` checks that the Secret's keys reached the
+environment: a missing Secret or key ends the job at once with a message naming them (the runner
+mounts the Secret with ``optional: true`` so that it starts and can say so), instead of workers
+waiting in ``CreateContainerConfigError`` with their GPUs.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 
 from s2scale.errors import ConfigError
 
-__all__ = ["run_with_retries"]
+__all__ = ["check_secret_env", "run_with_retries"]
 
 log = logging.getLogger(__name__)
 
 MAX_DELAY_S = 600.0
 """Longest wait between two attempts."""
+
+
+def check_secret_env(
+    keys: Sequence[str],
+    *,
+    secret: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Raise unless every one of ``keys`` is a non-empty variable of the environment.
+
+    Parameters
+    ----------
+    keys
+        Variable names the Secret must provide (``AWS_ACCESS_KEY_ID``, ...).
+    secret
+        Name of the Secret, for the message.
+    environ
+        The environment (default ``os.environ``).
+
+    Raises
+    ------
+    ConfigError
+        Names the missing keys (never any value) and how to create the Secret.
+
+    Examples
+    --------
+    >>> check_secret_env(["HOME"], environ={"HOME": "/tmp"})
+    """
+    env = os.environ if environ is None else environ
+    missing = [k for k in keys if not env.get(k)]
+    if not missing:
+        return
+    name = secret or "SECRET"
+    literals = " ".join(f"--from-literal={k}=..." for k in keys)
+    raise ConfigError(
+        f"the job's environment lacks {', '.join(missing)}, which the Secret {name!r} must "
+        "provide (the Secret or the keys are missing); nothing was started. Create it with "
+        f"`kubectl -n NAMESPACE create secret generic {name} {literals}` (delete and recreate "
+        "it to change it), then apply the overlay again"
+    )
 
 
 def _exit_code(returncode: int) -> int:

@@ -22,7 +22,12 @@ from typing import Any
 from s2scale.config import RunConfig
 from s2scale.errors import ConfigError
 
-__all__ = ["format_plan", "plan_gpu_hours", "record_device", "select_records"]
+__all__ = ["format_plan", "job_deadline_s", "plan_gpu_hours", "record_device", "select_records"]
+
+DEADLINE_MARGIN = 3.0
+"""Factor on the estimated wall clock for the job's deadline: retries, slower nodes, reads."""
+DEADLINE_STARTUP_S = 1800
+"""Seconds added for start-up: images pulled, GPU nodes scaled up from zero, the catalog search."""
 
 
 def record_device(record: dict[str, Any]) -> str:
@@ -178,3 +183,34 @@ def format_plan(plan: dict[str, Any]) -> str:
             "on a GPU node for GPU figures"
         )
     return "\n".join(lines)
+
+
+def job_deadline_s(
+    plan: dict[str, Any],
+    *,
+    gpus: int,
+    margin: float = DEADLINE_MARGIN,
+    startup_s: int = DEADLINE_STARTUP_S,
+) -> int:
+    """The job runner's ``activeDeadlineSeconds`` from a plan of :func:`plan_gpu_hours`.
+
+    ``gpu_hours / gpus`` (linear scaling, as the plan assumes) times ``margin``, plus
+    ``startup_s``, rounded up to whole minutes.
+
+    Examples
+    --------
+    >>> job_deadline_s({"gpu_hours": 12.31}, gpus=8)
+    18420
+    """
+    if gpus < 1:
+        raise ConfigError(f"gpus={gpus} must be at least 1")
+    if not margin >= 1:
+        raise ConfigError(f"deadline margin {margin} must be at least 1")
+    try:
+        gpu_hours = float(plan["gpu_hours"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(
+            "the plan has no gpu_hours; give the JSON of `s2scale deploy plan --json`"
+        ) from err
+    seconds = gpu_hours * 3600 / gpus * margin + startup_s
+    return int(-(-seconds // 60) * 60)

@@ -159,26 +159,35 @@ def operator_children(obj: dict[str, Any]) -> list[dict[str, Any]]:
     if kind not in ("DaskJob", "DaskCluster", "DaskWorkerGroup"):
         return []
     name, namespace = meta["name"], meta.get("namespace", "default")
-    labels, annotations = dict(meta.get("labels", {})), dict(meta.get("annotations", {}))
     spec = copy.deepcopy(obj["spec"])
+
+    def merged(part: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+        # the operator adds a part's own metadata to the object's (controller.py)
+        extra = part.get("metadata", {})
+        annotations = {**meta.get("annotations", {}), **extra.get("annotations", {})}
+        return annotations, {**meta.get("labels", {}), **extra.get("labels", {})}
+
     if kind == "DaskJob":
         cluster = op.build_cluster_spec(
             name,
             spec["cluster"]["spec"]["worker"],
             spec["cluster"]["spec"]["scheduler"],
-            annotations,
-            labels,
+            *merged(spec["cluster"]),
         )
         cluster["metadata"]["namespace"] = namespace
-        pod = op.build_job_pod_spec(name, name, namespace, spec["job"]["spec"], annotations, labels)
+        # as the operator (dask-kubernetes 2026.3): the DaskJob's cluster.spec.idleTimeout is not
+        # copied to the DaskCluster it creates
+        pod = op.build_job_pod_spec(
+            name, name, namespace, spec["job"]["spec"], *merged(spec["job"])
+        )
         return [cluster, pod, *operator_children(cluster)]
     if kind == "DaskCluster":
         sched = spec.get("scheduler", {})
-        group = op.build_default_worker_group_spec(name, spec["worker"], annotations, labels)
+        group = op.build_default_worker_group_spec(name, spec["worker"], *merged(spec["worker"]))
         group["metadata"]["namespace"] = namespace
         return [
-            op.build_scheduler_deployment_spec(name, sched.get("spec"), annotations, labels),
-            op.build_scheduler_service_spec(name, sched.get("service"), annotations, labels),
+            op.build_scheduler_deployment_spec(name, sched.get("spec"), *merged(sched)),
+            op.build_scheduler_service_spec(name, sched.get("service"), *merged(sched)),
             group,
             *operator_children(group),
         ]
@@ -191,8 +200,7 @@ def operator_children(obj: dict[str, Any]) -> list[dict[str, Any]]:
                 spec["cluster"],
                 "0123456789",
                 worker["spec"],
-                annotations,
-                labels,
+                *merged(worker),
             )
         ]
 

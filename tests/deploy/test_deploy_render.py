@@ -25,6 +25,7 @@ from s2scale.deploy.config import (
 from s2scale.deploy.render import (
     HEADER,
     canonical,
+    namespace_objects,
     objects_from_yaml,
     render_layout,
     render_objects,
@@ -45,7 +46,7 @@ STAC = "https://earth-search.aws.element84.com/v1"
 CHECKED_IN = (
     "s2scale deploy render --config deploy/austria.yaml --store "
     "s3://s2scale-output/2024-summer/mosaic.zarr --workers 8 --gpu-toleration "
-    "nvidia.com/gpu:NoSchedule --out deploy/kubernetes"
+    "nvidia.com/gpu:NoSchedule --plan deploy/austria-plan.json --out deploy/kubernetes"
 )
 
 
@@ -108,7 +109,9 @@ def test_every_variant_and_what_the_operator_makes_validates(deploy):
         assert validate_objects(objs) == [], variant
         objects += objs
     kinds = {o["kind"] for o in objects}
-    assert {"Namespace", "ConfigMap", "DaskJob"} <= kinds
+    assert {"ConfigMap", "DaskJob", "NetworkPolicy", "PodDisruptionBudget"} <= kinds
+    assert "Namespace" not in kinds  # applied once, owned by no overlay
+    assert validate_objects(namespace_objects(deploy)) == []
     assert ("DaskWorkerGroup" in kinds) == bool(deploy.cpu_workers)
     assert KUBERNETES_VERSION.startswith("1.32")
 
@@ -164,7 +167,7 @@ def test_every_container_is_non_root_read_only_and_bounded(deploy):
         assert "emptyDir" in volumes[mounts["/tmp"]], where
         for m in c["volumeMounts"]:
             v = volumes[m["name"]]
-            assert set(v) & {"emptyDir", "configMap", "persistentVolumeClaim"}, where
+            assert set(v) & {"emptyDir", "configMap", "persistentVolumeClaim", "secret"}, where
             if "emptyDir" not in v:
                 assert m.get("readOnly") is True, where
         if "dask" in c["args"][:1] and "worker" in c["args"][:3]:
@@ -180,7 +183,7 @@ def test_every_container_is_non_root_read_only_and_bounded(deploy):
 
 
 def test_namespace_enforces_the_restricted_pod_security_standard():
-    (ns,) = [o for o in render_objects(_cfg(), RICH) if o["kind"] == "Namespace"]
+    (ns,) = namespace_objects(RICH)
     assert ns["metadata"]["name"] == "sr"
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
@@ -206,8 +209,11 @@ def test_credentials_come_only_from_the_secret(monkeypatch):
             assert refs == [], f"{where}: the scheduler never touches the object store"
         else:
             assert refs == [RICH.secret], where
+    allowed = {"cluster-autoscaler.kubernetes.io/safe-to-evict"} | {
+        f"prometheus.io/{k}" for k in ("scrape", "port", "path")
+    }
     for o in objects:
-        assert not o["metadata"].get("annotations"), f"{o['kind']} carries annotations"
+        assert set(o["metadata"].get("annotations") or {}) <= allowed, o["kind"]
 
 
 def test_gpu_workers_run_dask_cuda_with_one_gpu_and_matching_memory():
@@ -221,6 +227,7 @@ def test_gpu_workers_run_dask_cuda_with_one_gpu_and_matching_memory():
     (c,) = pod["containers"]
     assert c["args"][:4] == ["dask", "cuda", "worker", "$(DASK_SCHEDULER_ADDRESS)"]
     assert "--resources=GPU=1" in c["args"] and "--nthreads=6" in c["args"]
+    assert "--preload=s2scale.deploy.gpucheck" in c["args"]  # fails at start without CUDA
     assert c["image"] == RICH.image
     limits = c["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "1" and limits["cpu"] == "6"
@@ -277,6 +284,8 @@ def test_the_run_config_in_the_config_map_reads_back():
     cfg = cfg.replace("cluster", kind="local", threads_per_worker=3)
     (cm,) = [o for o in render_objects(cfg, RICH) if o["kind"] == "ConfigMap"]
     back = RunConfig.from_dict(yaml.safe_load(cm["data"]["run.yaml"]))
+    assert (cfg.infer.device, back.infer.device) == ("auto", "cuda")  # no silent CPU fallback
+    back = back.replace("infer", device="auto")
     c = back.cluster
     assert (c.kind, c.k8s_name, c.k8s_namespace, c.k8s_image) == (
         "auto",
@@ -371,6 +380,7 @@ def test_render_cli_writes_kustomizations_and_what_they_list(tmp_path):
     kustomizations = sorted(out.rglob("kustomization.yaml"))
     assert [k.parent.relative_to(out).as_posix() for k in kustomizations] == [
         "base",
+        "namespace",
         "overlays/austria",
         "overlays/small-aoi",
     ]
@@ -491,16 +501,19 @@ def test_overlays_render_with_kustomize_as_their_direct_rendering(kubectl, tmp_p
         )
         (group,) = [o for o in got if o["kind"] == "DaskWorkerGroup"]
         assert group["spec"]["cluster"] == name
-    small = yaml.safe_load(
-        objects_from_yaml(
+    (small_cm,) = [
+        o
+        for o in objects_from_yaml(
             subprocess.run(
                 [kubectl, "kustomize", str(tmp_path / "overlays/small-aoi")],
                 capture_output=True,
                 text=True,
                 check=True,
             ).stdout
-        )[1]["data"]["run.yaml"]
-    )
+        )
+        if o["kind"] == "ConfigMap"
+    ]
+    small = yaml.safe_load(small_cm["data"]["run.yaml"])
     assert small["catalog"]["aoi"] == RICH.small_aoi
 
 
