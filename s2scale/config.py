@@ -136,8 +136,9 @@ class InferConfig:
     """Registry name of a shipped generator (``srresnet``, ``realesrgan``) or a checkpoint path."""
     halo_px: int | None = None
     """Context per chunk side in 10 m pixels; default derived from the model's receptive field."""
-    tile_px: int = 512
-    """GPU sub-tile edge in 10 m pixels."""
+    tile_px: int | None = None
+    """Largest sub-tile edge in 10 m pixels; None: the device's default
+    (``s2scale.infer.tiling.TILE_PX``: 1536 on CUDA, 320 on the CPU)."""
     batch_size: int = 8
     """Sub-tiles per forward pass."""
     device: str = "auto"

@@ -179,7 +179,7 @@ def test_store_of_another_configuration_is_refused(reference, sample, tiny_ckpt)
     ("section", "change", "named"),
     [
         ("infer", {"dtype": "bfloat16"}, "dtype: 'float32' -> 'bfloat16'"),
-        ("infer", {"tile_px": 256}, "tile_px: 512 -> 256"),
+        ("infer", {"tile_px": 256}, "tile_px: 320 -> 256"),
         ("infer", {"halo_px": 6}, "halo_px"),
         ("infer", {"compile": True}, "compile: False -> True"),
         ("mosaic", {"resampling": "lanczos"}, "resampling: 'cubic' -> 'lanczos'"),

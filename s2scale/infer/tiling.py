@@ -71,10 +71,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HALO_PX",
+    "TILE_PX",
     "BatchPredict",
     "blend_weights",
     "check_tiling",
     "default_halo_px",
+    "default_tile_px",
     "feather_1d",
     "fit_tile_px",
     "input_multiple",
@@ -92,6 +94,31 @@ HALO_PX: dict[str, int] = {
     "srvgg": 12,
 }
 """Default halo in LR (10 m) pixels per registry name; see the module docstring for the numbers."""
+
+TILE_PX: dict[str, int] = {"cuda": 1536, "cpu": 320}
+"""Default largest sub-tile edge per device type, LR px (``tile_px=None`` picks it in the worker).
+
+CUDA: a default work unit's network input (a 1,024 px region plus the model's and the
+projection's context and the warp margin: about 1,100-1,300 px) is one tile, so sub-tiles do not
+overlap at all and every output pixel of a unit passes through the network once; a 1,536 px tile
+of the x2 generators needs a few GB of activations in bfloat16. CPU: the generators run fastest
+per pixel on small tiles (cache), which outweighs the overlap: SRResNet, one thread,
+``channels_last``, 5 m output Mpx/s 0.24 / 0.23 / 0.20 / 0.17 / 0.17 / 0.14 at 192 / 256 / 320 /
+384 / 512 / 768 px tiles, i.e. 0.15 / 0.15 / 0.14 / 0.14 per output pixel at 256 / 320 / 384 /
+512 px with a 48 px overlap (benchmarks/README.md). Larger blocks are cut into the fewest tiles
+of at most this edge (:func:`fit_tile_px`)."""
+
+
+def default_tile_px(device_type: str) -> int:
+    """Default largest sub-tile edge for a device type (``"cuda"`` or anything else: CPU).
+
+    Examples
+    --------
+    >>> default_tile_px("cuda"), default_tile_px("cpu")
+    (1536, 320)
+    """
+    return TILE_PX["cuda" if device_type == "cuda" else "cpu"]
+
 
 Window = tuple[slice, slice]
 BatchPredict = Callable[[np.ndarray], np.ndarray]

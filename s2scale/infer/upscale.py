@@ -37,7 +37,7 @@ from affine import Affine
 from s2scale.errors import CheckpointError, ConfigError, GridMismatchError
 from s2scale.infer.consistency import band_mtfs, coerce_lowpass_px, consistency_radius_px
 from s2scale.infer.predictor import DTypeName, Predictor, TorchPredictor
-from s2scale.infer.tiling import check_tiling, default_halo_px, input_multiple
+from s2scale.infer.tiling import TILE_PX, check_tiling, default_halo_px, input_multiple
 from s2scale.models import GENERATORS, read_checkpoint
 
 __all__ = [
@@ -357,7 +357,7 @@ def prepare_model(
     *,
     bands: Sequence[str] | int | None = None,
     halo_px: int | None = None,
-    tile_px: int = 512,
+    tile_px: int | None = None,
     overlap_px: int | None = None,
     batch_size: int = 4,
     device: str = "auto",
@@ -419,7 +419,7 @@ def prepare_model(
     fill += -fill % align
     overlap = 2 * halo + 8 if overlap_px is None else overlap_px
     overlap += -overlap % align
-    check_tiling(tile_px, overlap, halo, align)
+    check_tiling(tile_px or min(TILE_PX.values()), overlap, halo, align)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
     predict = TorchPredictor(
@@ -454,7 +454,7 @@ def upscale(
     *,
     halo_px: int | None = None,
     chunk_px: int | None = None,
-    tile_px: int = 512,
+    tile_px: int | None = None,
     overlap_px: int | None = None,
     batch_size: int = 4,
     device: str = "auto",
@@ -485,7 +485,10 @@ def upscale(
     chunk_px
         Spatial chunk edge in 10 m px (numpy input: default 1024; Dask input: rechunk if given).
     tile_px, overlap_px, batch_size
-        GPU sub-tile edge, sub-tile overlap (default ``2 * halo_px + 8``) and tiles per pass.
+        Largest sub-tile edge (None: the device's :data:`~s2scale.infer.tiling.TILE_PX`;
+        tiles shrink to the smallest edge that needs no more of them), sub-tile overlap
+        (default ``2 * halo_px + 8``: the network's halo only; the projection and the fill add
+        theirs at the block edge) and tiles per pass.
     device, dtype, compile
         ``"auto"``/``"cuda"``/``"cpu"``; autocast dtype (``"auto"``: bfloat16 on CUDA, else
         float32); :func:`torch.compile`.
