@@ -13,6 +13,18 @@ In one run, on one device (CUDA where available, else the CPU):
   2 workers (``end_to_end_by_workers``; ``end_to_end_mpx_s`` is the 1-worker value, the rate of
   one GPU worker that the dry-run estimate divides by).
 
+Where the time goes (``split``, per generator, ONE CPU thread, threads scheduler, a 1024 px
+image, ``upscale``'s defaults): ``bare_network_mpx_s`` (the network alone over the same pixels,
+256 px tiles, no halo), ``end_to_end_mpx_s`` (Zarr in -> ``upscale`` -> Zarr out),
+``pipeline_mpx_s_per_core`` (the same with the network replaced by a zero-cost nearest
+upsampler: fill, projection, blending, reads, writes, scheduling), ``end_to_end_vs_bare``,
+``network_px_per_output_px`` and ``overlap_share_of_network_work`` (network input px per output
+px of the tile layout, and the share of network work spent on context), and seconds per stage
+(``-stages.png``). The cluster runs also record a Dask performance report per model and worker
+count (``-performance.html``) and, from the task stream, the share of the run each worker spent
+in model tasks.
+
+Targets on this CPU: end to end >= 0.8x the bare network, pipeline >= 5 Mpx/s per core.
 Targets (on an H200): end to end >= 80 % of the raw batched model and >= 3x the naive loop.
 The record (``benchmarks/results/throughput-<time>.json``, plus a ``.png`` beside it) names the
 device kind in ``results.device`` (``cpu`` or ``cuda``); ``s2scale upscale --dry-run`` estimates
@@ -42,6 +54,7 @@ import numpy as np
 import torch
 import xarray as xr
 from _record import cluster_context, git_commit, write_record
+from distributed import get_task_stream, performance_report
 
 import s2scale
 from s2scale.cluster import make_client
@@ -72,8 +85,10 @@ def _texture(size: int, bands: int, seed: int = 0) -> np.ndarray:
 
 
 def _net(name: str, random_weights: bool, device: torch.device):
+    """The generator as the pipeline runs it (``channels_last``, which the inputs follow)."""
     if random_weights:
-        return build_generator(name, bands=4, scale=2, seed=0).to(device).eval()
+        net = build_generator(name, bands=4, scale=2, seed=0).to(device).eval()
+        return net.to(memory_format=torch.channels_last)
     return get_model(str(weights_path(name)), str(device), "float32", False)
 
 
@@ -160,6 +175,161 @@ def end_to_end(name: str, args, src: Path, out: Path, dtype: str) -> float:
     with dask.config.set({"optimization.fuse.active": False}):
         data.to_zarr(out, mode="w", zarr_format=3, consolidated=False)
     return 4 * cube.sizes["y"] * cube.sizes["x"] / (time.perf_counter() - t0) / 1e6
+
+
+# ---------------------------------------------------------------- where the time goes (1 thread)
+class _ZeroCostUpsampler(torch.nn.Module):
+    """Nearest-neighbour x2 in place of the network: the pipeline's own cost, network excluded."""
+
+    def __init__(self, like: torch.nn.Module) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
+        self.arch, self.scale = like.arch, int(like.scale)
+        self.normalization = like.normalization
+        self.band_names = getattr(like, "band_names", ())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.repeat_interleave(2, -2).repeat_interleave(2, -1)
+
+
+def bare_network(net, image: np.ndarray, tile: int, batch: int) -> float:
+    """The network alone over the image's pixels: tiles without halo, batched; Mpx/s out."""
+    _, h, w = image.shape
+    x = torch.from_numpy(image.astype(np.float32) / 10000)
+    tiles = [x[:, y : y + tile, c : c + tile] for y in range(0, h, tile) for c in range(0, w, tile)]
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(tiles), batch):
+            net(torch.stack(tiles[i : i + batch]).contiguous(memory_format=torch.channels_last))
+    return 4 * h * w / (time.perf_counter() - t0) / 1e6
+
+
+def _upscale_threads(name: str, args, src: Path, out: Path, dtype: str) -> tuple[float, dict]:
+    """``upscale`` end to end on one thread (threads scheduler): Mpx/s and seconds per stage."""
+    from dataclasses import replace
+
+    from s2scale.infer import ops
+    from s2scale.infer.upscale import _wrap, prepare_model, upscale_dask
+
+    cube = xr.open_zarr(src, consolidated=False)["reflectance"].rio.write_crs("EPSG:32633")
+    setup = prepare_model(name, bands=tuple(str(b) for b in cube.band.values), dtype=dtype,
+                          device="cpu", random_weights=args.random_weights)  # fmt: skip
+    setup = replace(setup, predictor=replace(setup.predictor, timed=True))
+    arr = upscale_dask(cube.data, setup.predictor, margin_px=setup.halo_px, scale=setup.scale,
+                       chunk_px=args.split_chunk_px, align=setup.align)  # fmt: skip
+    data = _wrap(cube, arr, setup).to_dataset(name="sr").drop_encoding()
+    ops.stage_times(reset=True)
+    t0 = time.perf_counter()
+    with dask.config.set(scheduler="threads", num_workers=1):
+        data.to_zarr(out, mode="w", zarr_format=3, consolidated=False)
+    total = time.perf_counter() - t0
+    stages = {k: round(v, 3) for k, v in ops.stage_times(reset=True).items()}
+    stages["read, overlap, write, scheduling"] = round(total - sum(stages.values()), 3)
+    return 4 * cube.sizes["y"] * cube.sizes["x"] / total / 1e6, stages
+
+
+def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
+    """Bare network, end to end and the pipeline's own cost on ONE CPU thread, same pixels."""
+    from unittest import mock
+
+    from s2scale.infer import predictor as predictor_module
+    from s2scale.infer.tiling import network_px
+    from s2scale.infer.upscale import prepare_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        src, warm = tmp / "split-in.zarr", tmp / "split-warm-in.zarr"
+        _write_input(image, args.split_chunk_px, src)
+        _write_input(image[:, :256, :256], args.split_chunk_px, warm)
+        device = torch.device("cpu")
+        net = _net(name, args.random_weights, device)
+        bare_network(net, image[:, :64, :64], 64, 1)  # warm up
+        bare = bare_network(net, image, args.bare_tile, args.batch)
+        _upscale_threads(name, args, warm, tmp / "split-warm.zarr", dtype)
+        e2e, e2e_stages = _upscale_threads(name, args, src, tmp / "split-out.zarr", dtype)
+        real_get_model = predictor_module.get_model
+
+        def zero_cost(*a, **k):
+            return _ZeroCostUpsampler(real_get_model(*a, **k))
+
+        with mock.patch.object(predictor_module, "get_model", zero_cost):
+            pipe, pipe_stages = _upscale_threads(name, args, src, tmp / "split-pipe.zarr", dtype)
+    finally:
+        torch.set_num_threads(threads)
+    setup = prepare_model(name, bands=4, device="cpu", random_weights=args.random_weights)
+    p = setup.predictor
+    size = image.shape[1]
+    chunk = min(args.split_chunk_px, size)
+    n_chunks = -(-size // chunk)
+    inner = chunk + 2 * (setup.halo_px - p.context_px)  # the network's input per chunk
+    net_px = n_chunks**2 * network_px((inner, inner), p.tile_px, p.overlap_px, p.halo_px,
+                                      setup.align)  # fmt: skip
+    return {
+        "threads": 1, "bare_network_mpx_s": round(bare, 4), "bare_tile": args.bare_tile,
+        "end_to_end_mpx_s": round(e2e, 4), "pipeline_mpx_s_per_core": round(pipe, 3),
+        "end_to_end_vs_bare": round(e2e / bare, 3),
+        "network_px_per_output_px": round(net_px / size**2, 3),
+        "overlap_share_of_network_work": round(1 - size**2 / net_px, 3),
+        "halo_px": setup.halo_px, "network_halo_px": setup.network_halo_px,
+        "tile_px": p.tile_px, "overlap_px": p.overlap_px, "chunk_px": chunk,
+        "stages_s_end_to_end": e2e_stages, "stages_s_pipeline": pipe_stages,
+    }  # fmt: skip
+
+
+def task_stream_summary(stream: list[dict]) -> dict:
+    """Share of the run's wall time each worker spent in model tasks, from a Dask task stream."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    t_lo, t_hi = float("inf"), 0.0
+    for task in stream:
+        for ss in task.get("startstops", ()):
+            if ss["action"] != "compute":
+                continue
+            t_lo, t_hi = min(t_lo, ss["start"]), max(t_hi, ss["stop"])
+            if "upscale" in str(task["key"]):
+                spans.setdefault(task["worker"], []).append((ss["start"], ss["stop"]))
+    wall = max(t_hi - t_lo, 1e-9)
+    return {
+        "wall_s": round(wall, 2),
+        "model_busy_share_by_worker": {
+            w: round(sum(b - a for a, b in v) / wall, 3) for w, v in sorted(spans.items())
+        },
+    }
+
+
+def plot_stages(results: dict, path: Path) -> Path:
+    """Stacked bars: seconds per stage of the end-to-end run and of the pipeline alone."""
+    from PIL import Image, ImageDraw
+
+    colours = {
+        "fill": (230, 160, 60),
+        "network": (40, 70, 140),
+        "projection": (120, 170, 90),
+        "output": (180, 80, 80),
+        "read, overlap, write, scheduling": (160, 160, 160),
+    }
+    rows = [(f"{m} {kind}", results[m]["split"][key]) for m in results["models"]
+            for kind, key in (("end to end", "stages_s_end_to_end"),
+                              ("pipeline (zero-cost net)", "stages_s_pipeline"))]  # fmt: skip
+    width, label_w = 760, 230
+    canvas = Image.new("RGB", (width, 60 + 26 * len(rows) + 22 * len(colours)), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((6, 6), "where the time goes, one CPU thread (s per run)", fill="black")
+    top = max(sum(st.values()) for _, st in rows)
+    for i, (label, st) in enumerate(rows):
+        y, x = 30 + 26 * i, label_w
+        draw.text((6, y + 3), label, fill="black")
+        for stage, seconds in st.items():
+            dx = int((width - label_w - 60) * max(seconds, 0) / top)
+            draw.rectangle([x, y, x + dx, y + 18], fill=colours.get(stage, (0, 0, 0)))
+            x += dx
+        draw.text((x + 4, y + 3), f"{sum(st.values()):.2f}", fill="black")
+    for j, (stage, colour) in enumerate(colours.items()):
+        y = 40 + 26 * len(rows) + 22 * j
+        draw.rectangle([6, y, 22, y + 14], fill=colour)
+        draw.text((28, y + 1), stage, fill="black")
+    canvas.save(path)
+    return path
 
 
 def device_name(device: torch.device) -> str:
@@ -284,6 +454,20 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=None, help="batch of the matched raw/e2e")
     parser.add_argument("--chunk-px", type=int, default=None, help="Dask chunk edge (e2e)")
+    parser.add_argument(
+        "--bare-tile",
+        type=int,
+        default=256,
+        help="tile edge of the bare-network reference (no halo)",
+    )
+    parser.add_argument(
+        "--split-size",
+        type=int,
+        default=1024,
+        help="image edge of the one-thread split (bare, e2e, pipeline)",
+    )
+    parser.add_argument("--split-chunk-px", type=int, default=1024,
+                        help="chunk edge of the split's end-to-end run")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=None, help="timed raw passes")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     parser.add_argument("--allow-dirty", action="store_true",
@@ -313,6 +497,7 @@ def main() -> None:
     if args.grid == "full" and device.type == "cpu":
         sweep_dtypes = ("float32", "bfloat16")
     image = _texture(args.size, 4)
+    reports: dict = {}
     results: dict = {
         "device": device.type, "device_name": device_name(device), "dtype": dtype_name,
         "random_weights": args.random_weights, "versions": versions(), "models": args.models,
@@ -335,6 +520,10 @@ def main() -> None:
         }  # fmt: skip
     results["clusters"] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            split_image = _texture(args.split_size, 4, seed=1)
+            results[name]["split"] = split(name, args, split_image, Path(tmp), dtype_name)
+            print(name, "split", results[name]["split"], flush=True)
         src, warm = Path(tmp) / "in.zarr", Path(tmp) / "warm.zarr"
         _write_input(image, args.chunk_px, src)
         edge = min(args.chunk_px, args.size) // 2  # loads the model on each worker, quickly
@@ -346,7 +535,13 @@ def main() -> None:
                 results["clusters"][str(workers)] = cluster_context(client)
                 for name in args.models:
                     end_to_end(name, args, warm, Path(tmp) / "w.zarr", dtype_name)  # load models
-                    e2e = end_to_end(name, args, src, Path(tmp) / "out.zarr", dtype_name)
+                    report = Path(tmp) / f"performance-{name}-{workers}.html"
+                    with performance_report(filename=str(report)), get_task_stream() as ts:
+                        e2e = end_to_end(name, args, src, Path(tmp) / "out.zarr", dtype_name)
+                    results[name].setdefault("task_stream", {})[str(workers)] = task_stream_summary(
+                        ts.data
+                    )
+                    reports[(name, workers)] = report.read_bytes()
                     results[name]["end_to_end_by_workers"][str(workers)] = round(e2e, 3)
                     print(name, workers, "workers:", round(e2e, 3), "Mpx/s", flush=True)
             finally:
@@ -364,6 +559,9 @@ def main() -> None:
                "sweep_dtypes": list(sweep_dtypes), "threads_per_worker": 2}  # fmt: skip
     path = write_record("throughput", config, results, out_dir=args.out)
     plot(results, path.with_suffix(".png"))
+    plot_stages(results, path.with_name(path.stem + "-stages.png"))
+    for (name, workers), html in reports.items():
+        path.with_name(f"{path.stem}-{name}-{workers}w-performance.html").write_bytes(html)
     print(path)
 
 
