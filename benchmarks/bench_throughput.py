@@ -233,7 +233,7 @@ def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
     from unittest import mock
 
     from s2scale.infer import predictor as predictor_module
-    from s2scale.infer.tiling import network_px
+    from s2scale.infer.tiling import default_tile_px, network_px
     from s2scale.infer.upscale import prepare_model
 
     threads = torch.get_num_threads()
@@ -263,7 +263,8 @@ def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
     chunk = min(args.split_chunk_px, size)
     n_chunks = -(-size // chunk)
     inner = chunk + 2 * (setup.halo_px - p.context_px)  # the network's input per chunk
-    net_px = n_chunks**2 * network_px((inner, inner), p.tile_px, p.overlap_px, p.halo_px,
+    tile = p.tile_px or default_tile_px("cpu")
+    net_px = n_chunks**2 * network_px((inner, inner), tile, p.overlap_px, p.halo_px,
                                       setup.align)  # fmt: skip
     return {
         "threads": 1, "bare_network_mpx_s": round(bare, 4), "bare_tile": args.bare_tile,
@@ -272,7 +273,7 @@ def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
         "network_px_per_output_px": round(net_px / size**2, 3),
         "overlap_share_of_network_work": round(1 - size**2 / net_px, 3),
         "halo_px": setup.halo_px, "network_halo_px": setup.network_halo_px,
-        "tile_px": p.tile_px, "overlap_px": p.overlap_px, "chunk_px": chunk,
+        "tile_px": tile, "overlap_px": p.overlap_px, "chunk_px": chunk,
         "stages_s_end_to_end": e2e_stages, "stages_s_pipeline": pipe_stages,
     }  # fmt: skip
 

@@ -14,24 +14,28 @@ smallest ``h`` whose largest core difference is < 0.5 DN (so rounded results agr
 "grad" is the radius holding 99.9 % of the input-gradient magnitude of a centre output pixel.
 "full": default (paper) sizes, random init (seed 0). "small": 16 features and 2-8 blocks, random
 init and after 150 Adam steps of L1 on synthetic fields (2x2 mean LR), ("random" / "trained").
+"shipped": the checkpoints in ``s2scale/weights`` (fine-tuned on real co-located pairs), <0.5 DN
+and the difference at the default halo.
 
-=============  ============================  ==================  ==================  =======
-name           theoretical RF radius         full: <0.5 DN,      small: <0.5 DN      default
-               (LR px)                       grad                random / trained    halo
-=============  ============================  ==================  ==================  =======
-``srcnn``      6 (bicubic 2 + 9-5-5 convs,   6, 6                6 / 6               8
-               RF 17 px at HR)
-``srresnet``   40 (9x9 head, 16 blocks,      14, 13 (16: 0.03)   12 / 14             20
+=============  ==========================  ===========  ===========  ================  =======
+name           theoretical RF radius       full: <0.5   small: <0.5  shipped: <0.5 DN  default
+               (LR px)                     DN, grad     DN, random   (at the default)  halo
+                                                        / trained
+=============  ==========================  ===========  ===========  ================  =======
+``srcnn``      6 (bicubic 2 + 9-5-5        6, 6         6 / 6        6 (0.001 DN)      8
+               convs, RF 17 px at HR)
+``srresnet``   40 (9x9 head, 16 blocks,    14, 13       12 / 14      12 (0.034 DN)     14
                9x9 tail at HR)
-``esrgan``     ~350 (345 dense 3x3 convs)    6, 4                4 / 6               16
-``realesrgan`` ~700 (trunk at half LR)       10, 9               8 / 10              16
-``srvgg``      18 (3x3 convs, 16 + 2)        6, 0                6 / 8               12
-=============  ============================  ==================  ==================  =======
+``esrgan``     ~350 (345 dense 3x3 convs)  6, 4         4 / 6        10 (0.029 DN)     12
+``realesrgan`` ~700 (trunk at half LR)     10, 9        8 / 10       18 (0.077 DN)     20
+``srvgg``      18 (3x3 convs, 16 + 2)      6, 0         6 / 8        (not shipped)     12
+=============  ==========================  ===========  ===========  ================  =======
 
 Deep nets' theoretical receptive fields are far larger than their *effective* ones: the influence
 of an input pixel decays quickly with distance (Luo et al., 2016; RRDB's 0.2 residual scaling
-makes random-init ESRGAN trunks nearly local). Training widened the fields by up to 2 px here;
-the defaults add 2-10 px on top. Longer-trained checkpoints can need more: check one with
+makes random-init ESRGAN trunks nearly local). Training widened the fields by up to 8 px here
+(Real-ESRGAN); the defaults add 2 px on top of what the shipped checkpoints need, because every
+halo pixel is network work at every block edge. Other checkpoints can need more: check one with
 ``python tests/infer/measure_halo.py --checkpoint PATH`` or pass ``halo_px``.
 
 Blending (:func:`tile_process`): sub-tiles overlap by ``overlap_px >= 2 * halo_px``. Each tile's
@@ -88,9 +92,9 @@ __all__ = [
 
 HALO_PX: dict[str, int] = {
     "srcnn": 8,
-    "srresnet": 20,
-    "esrgan": 16,
-    "realesrgan": 16,
+    "srresnet": 14,
+    "esrgan": 12,
+    "realesrgan": 20,
     "srvgg": 12,
 }
 """Default halo in LR (10 m) pixels per registry name; see the module docstring for the numbers."""
@@ -131,7 +135,7 @@ def default_halo_px(arch: str) -> int:
     Examples
     --------
     >>> default_halo_px("srresnet")
-    20
+    14
     """
     if arch not in HALO_PX:
         raise ConfigError(f"no default halo for {arch!r}; known: {sorted(HALO_PX)}; pass halo_px")

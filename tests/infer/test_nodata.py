@@ -85,8 +85,8 @@ def test_chunked_equals_whole_with_holes(tiny_checkpoint):
     cube[:, 296:384, 336:376] = 0  # a swath corner
     cube[2, 20, 20] = 0
     out = upscale(cube, tiny_checkpoint, chunk_px=188, tile_px=96, device="cpu")
-    # context: network halo 20 + consistency 26 (14 + 3 x the 4 px low-pass) + fill 46 LR px
-    assert out.attrs["halo_px"] == 92 and out.attrs["network_halo_px"] == 20
+    # context: network halo 14 + consistency 26 (14 + 3 x the 4 px low-pass) + fill 40 LR px
+    assert out.attrs["halo_px"] == 80 and out.attrs["network_halo_px"] == 14
     assert out.data.chunks[1:] == ((376, 392), (376, 376))
     whole = upscale(cube, tiny_checkpoint, chunk_px=512, device="cpu")
     a = out.compute(scheduler="sync").values.astype(np.int32)

@@ -99,7 +99,7 @@ def _whole(path: str, data: np.ndarray) -> np.ndarray:
 def test_tiny_generator_chunked_equals_whole_within_1dn(tiny_checkpoint):
     """The network alone (no fill, no projection) against one forward pass of the whole image."""
     cube = make_cube(96, 88, seed=3)
-    halo = 20  # the srresnet default
+    halo = 14  # the srresnet default
     bare = dict(consistency=False, fill_nodata=False)
     out = upscale(
         cube, tiny_checkpoint, chunk_px=40, tile_px=64, dtype="float32", device="cpu", **bare
@@ -165,7 +165,7 @@ def test_coordinates_and_transform(tiny_checkpoint):
     assert out.name == cube.name
     assert out.attrs["checkpoint"].endswith("tiny_srresnet.pt")
     assert out.attrs["random_weights"] == 0
-    assert out.attrs["consistency"] == 0 and out.attrs["halo_px"] == 20
+    assert out.attrs["consistency"] == 0 and out.attrs["halo_px"] == 14
 
 
 def test_numpy_and_dask_inputs_agree(tiny_checkpoint):
@@ -227,8 +227,8 @@ def test_errors_are_clear(tiny_checkpoint, tmp_path):
         upscale(cube.sel(band=["blue", "green", "red"]), tiny_checkpoint)
     with pytest.raises(ConfigError, match=r"bands.*nir.*red.*expects"):
         upscale(cube.sel(band=["blue", "green", "nir", "red"]), tiny_checkpoint)
-    with pytest.raises(GridMismatchError, match="margin_px=92 needs spatial chunks >= 184px"):
-        upscale(cube, tiny_checkpoint, chunk_px=20)  # 20 network + 26 consistency + 46 fill
+    with pytest.raises(GridMismatchError, match="margin_px=80 needs spatial chunks >= 160px"):
+        upscale(cube, tiny_checkpoint, chunk_px=20)  # 14 network + 26 consistency + 40 fill
     with pytest.raises(ConfigError, match=r"\['band0'.*consistency=False"):
         upscale(cube.assign_coords(band=[f"band{i}" for i in range(4)]), "srvgg",
                 random_weights=True, device="cpu")  # fmt: skip
@@ -250,8 +250,8 @@ def test_errors_are_clear(tiny_checkpoint, tmp_path):
         upscale(cube, tiny_checkpoint, random_weights=True)
     with pytest.raises(ConfigError, match="halo_px"):
         upscale(cube, tiny_checkpoint, halo_px=-1)
-    with pytest.raises(ConfigError, match="tile_px=40 must exceed overlap_px=48"):
-        upscale(cube, tiny_checkpoint, tile_px=40)  # checked eagerly, not in a worker
+    with pytest.raises(ConfigError, match="tile_px=32 must exceed overlap_px=36"):
+        upscale(cube, tiny_checkpoint, tile_px=32)  # checked eagerly, not in a worker
     with pytest.raises(ConfigError, match="batch_size"):
         upscale(cube, tiny_checkpoint, batch_size=0)
 
