@@ -51,6 +51,7 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 """``(N, C, h, w)`` float32 DN on the device -> ``(N, C, h*scale, w*scale)`` float32 DN."""
 
 _STAGE_S: defaultdict[str, float] = defaultdict(float)  # seconds per stage, this process
+_PIECE_PX = 64  # CPU filters run in pieces of this many rows or columns
 
 
 def stage_times(reset: bool = False) -> dict[str, float]:
@@ -134,15 +135,26 @@ def correlate(
     n_out = (xp.shape[dim] - length) // stride + 1
     w = kernels.to(device=x.device, dtype=x.dtype).reshape(c, length, 1, 1)
 
-    def tap(m: int) -> torch.Tensor:
-        index: list[Any] = [slice(None)] * x.ndim
-        index[dim] = slice(m, m + stride * (n_out - 1) + 1, stride)
-        return xp[tuple(index)]
+    def taps(src: torch.Tensor) -> torch.Tensor:
+        def tap(m: int) -> torch.Tensor:
+            index: list[Any] = [slice(None)] * x.ndim
+            index[dim] = slice(m, m + stride * (n_out - 1) + 1, stride)
+            return src[tuple(index)]
 
-    acc = tap(0) * w[:, 0]
-    for m in range(1, length):
-        acc.addcmul_(tap(m), w[:, m])
-    return acc
+        out = tap(0) * w[:, 0]
+        for m in range(1, length):
+            out.addcmul_(tap(m), w[:, m])
+        return out
+
+    if x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad):
+        return taps(xp)
+    # CPU: pieces of _PIECE_PX along the other spatial axis keep the sums in cache (~30 % faster)
+    other = x.ndim - 1 if dim == x.ndim - 2 else x.ndim - 2
+    n = xp.shape[other]
+    if n <= 2 * _PIECE_PX:
+        return taps(xp)
+    pieces = [taps(xp.narrow(other, a, min(_PIECE_PX, n - a))) for a in range(0, n, _PIECE_PX)]
+    return torch.cat(pieces, other)
 
 
 def _as_kernels(kernels: Sequence[np.ndarray]) -> torch.Tensor:
@@ -327,11 +339,22 @@ def fill_holes(x: torch.Tensor, valid: torch.Tensor, radius_px: int) -> torch.Te
 def _layout(
     shape: tuple[int, int], tile_px: int, overlap_px: int, halo_px: int, scale: int, align: int
 ) -> tuple[tuple[tuple[slice, slice], ...], np.ndarray]:
-    """LR windows of the sub-tiles of a block and their HR weights ``(N, h*s, w*s)`` (numpy)."""
+    """LR windows of the sub-tiles of a block and their normalised HR weights (numpy).
+
+    The weights ``(N, h*s, w*s)`` are divided by their sum over the block, so that they add up
+    to 1 at every HR pixel and the blend needs no division.
+    """
     from s2scale.infer.tiling import blend_weights
 
     tiles = list(blend_weights(shape, tile_px, overlap_px, halo_px, scale=scale, align=align))
-    return tuple(w for w, _ in tiles), np.stack([wt for _, wt in tiles])
+    wsum = np.zeros((shape[0] * scale, shape[1] * scale), np.float32)
+    for (wy, wx), w in tiles:
+        wsum[wy.start * scale : wy.stop * scale, wx.start * scale : wx.stop * scale] += w
+    weights = [
+        w / wsum[wy.start * scale : wy.stop * scale, wx.start * scale : wx.stop * scale]
+        for (wy, wx), w in tiles
+    ]
+    return tuple(w for w, _ in tiles), np.stack(weights)
 
 
 def blend_tiles(
@@ -358,10 +381,10 @@ def blend_tiles(
     if len(windows) == 1 and mask is None:
         return forward(x[None])[0].float()
     acc = torch.zeros((c, height * scale, width * scale), dtype=torch.float32, device=x.device)
-    wsum = torch.zeros((height * scale, width * scale), dtype=torch.float32, device=x.device)
     w_all = torch.from_numpy(weights).to(x.device)
-    mask_hr = None
-    if mask is not None:
+    wsum = mask_hr = None
+    if mask is not None:  # masked children drop out: weights no longer sum to 1
+        wsum = torch.zeros((height * scale, width * scale), dtype=torch.float32, device=x.device)
         mask_hr = mask.repeat_interleave(scale, 0).repeat_interleave(scale, 1).to(torch.float32)
     for i in range(0, len(windows), batch_size):
         batch = windows[i : i + batch_size]
@@ -371,7 +394,10 @@ def blend_tiles(
             hx = slice(wx.start * scale, wx.stop * scale)
             w = w_all[i + j] if mask_hr is None else w_all[i + j] * mask_hr[hy, hx]
             acc[:, hy, hx].addcmul_(out[j], w)
-            wsum[hy, hx] += w
+            if wsum is not None:
+                wsum[hy, hx] += w
+    if wsum is None:
+        return acc
     return torch.where(wsum > 0, acc / wsum.clamp(min=1e-12), torch.zeros((), device=x.device))
 
 
