@@ -112,14 +112,14 @@ def test_hr_must_be_the_nested_grid(pair, tmp_path):
 
 
 def test_missing_shipped_weights_error_or_skip(pair, tmp_path, monkeypatch):
-    import s2scale.infer
+    import s2scale.models.spec
 
-    monkeypatch.setattr(s2scale.infer, "weights_path", lambda name: tmp_path / f"{name}.pt")
+    monkeypatch.setattr(s2scale.models.spec, "weights_path", lambda name: tmp_path / f"{name}.pt")
     lr, hr = pair
     args = ["--lr", lr, "--hr", hr, "--perceptual", "stlpips", "--out", tmp_path / "o"]
     result, code = _run(*args, "--models", "bicubic,esrgan")
     assert code == 2
-    assert "model 'esrgan' has no shipped weights" in result.output
+    assert "model 'esrgan': it has no shipped weights" in result.output
     assert "--skip-missing" in result.output and "PATH.pt" in result.output
     result, code = _run(*args, "--models", "bicubic,esrgan", "--skip-missing")
     assert code == 0, result.output

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from s2scale.errors import CheckpointError, ConfigError
 from s2scale.evaluate.data import EvalImage
 from s2scale.metrics import RGB_STRETCH, PerceptualMetric
 from s2scale.sentinel2 import BANDS, DN_SCALE
+
+if TYPE_CHECKING:
+    from s2scale.models import ModelSpec
 
 __all__ = [
     "BASELINES",
@@ -123,20 +126,17 @@ class ModelEntry:
     """One of :data:`BASELINES` when ``spec`` is None."""
 
 
-def _card(name: str, path: Path) -> dict[str, Any]:
+def _card(model: ModelSpec) -> dict[str, Any]:
     """What the report says about a checkpoint: arch, parameters, file size, model card."""
-    from s2scale.models import read_checkpoint
-
-    ckpt = read_checkpoint(path)
-    params = int(sum(t.numel() for t in ckpt.state_dict.values()))
+    path = Path(str(model.checkpoint))
     card = path.with_suffix(".md")
     title = None
     if card.is_file():
         first = card.read_text().splitlines()[:1]
         title = first[0].lstrip("# ").strip() if first else None
     return {
-        "arch": ckpt.arch, "checkpoint": str(path), "parameters": params,
-        "size_mb": round(path.stat().st_size / 1e6, 2), "kwargs": dict(ckpt.kwargs),
+        "arch": model.arch, "checkpoint": str(path), "parameters": model.parameters,
+        "size_mb": round(path.stat().st_size / 1e6, 2), "kwargs": dict(model.kwargs),
         "card": str(card) if card.is_file() else None, "card_title": title,
     }  # fmt: skip
 
@@ -146,6 +146,9 @@ def resolve_models(
 ) -> tuple[list[ModelEntry], dict[str, str]]:
     """Resolve model names to entries; returns ``(entries, skipped {name: reason})``.
 
+    Networks are resolved by :func:`s2scale.models.resolve_model`; this adds the baselines, the
+    ``:raw`` suffix and leaving out registry models without shipped weights.
+
     Raises
     ------
     CheckpointError
@@ -154,8 +157,8 @@ def resolve_models(
     ConfigError
         An unknown name that is not a path.
     """
-    from s2scale.infer import weights_path
     from s2scale.models import GENERATORS
+    from s2scale.models.spec import resolve_model, weights_path
 
     entries, skipped = [], {}
     for given in names:
@@ -165,32 +168,24 @@ def resolve_models(
             continue
         raw = given.endswith(RAW_SUFFIX)
         name = given[: -len(RAW_SUFFIX)] if raw else given
-        if name in GENERATORS:
-            path = weights_path(name)
-            if not path.is_file():
-                reason = (
-                    f"model {name!r} has no shipped weights (expected {path}); train them "
-                    f"(`s2scale train --config {name}` where a config ships, see "
-                    "s2scale/configs/train), pass a checkpoint PATH.pt instead, or add "
-                    "--skip-missing to leave it out"
-                )
-                if not skip_missing:
-                    raise CheckpointError(reason)
-                log.warning("skipping %s: no shipped weights at %s", name, path)
-                skipped[name] = f"no shipped weights at {path}"
-                continue
-        else:
-            path = Path(name)
-            if not path.suffix and len(path.parts) == 1:
-                raise ConfigError(
-                    f"unknown model {given!r}; use a baseline ({', '.join(BASELINES)}), a "
-                    f"registry name ({', '.join(sorted(GENERATORS))}) or a checkpoint path "
-                    f"(*.pt), each network optionally with {RAW_SUFFIX!r} (no projection)"
-                )
-            if not path.is_file():
-                raise CheckpointError(f"checkpoint {name!r} not found; pass an existing *.pt")
-        entries.append(ModelEntry(name=given, spec=name if name in GENERATORS else str(path),
-                                  card=_card(name, path), consistency=not raw))  # fmt: skip
+        missing = name in GENERATORS and not weights_path(name).is_file()
+        if missing and skip_missing:
+            log.warning("skipping %s: no shipped weights at %s", name, weights_path(name))
+            skipped[name] = f"no shipped weights at {weights_path(name)}"
+            continue
+        try:
+            model = resolve_model(name)
+        except ConfigError as err:
+            raise ConfigError(
+                f"{err}, or a baseline ({', '.join(BASELINES)}); each network optionally with "
+                f"{RAW_SUFFIX!r} (no projection)"
+            ) from err
+        except CheckpointError as err:
+            if missing:
+                raise CheckpointError(f"{err}; or add --skip-missing to leave it out") from err
+            raise
+        spec = name if name in GENERATORS else str(Path(name))
+        entries.append(ModelEntry(name=given, spec=spec, card=_card(model), consistency=not raw))
     return entries, skipped
 
 

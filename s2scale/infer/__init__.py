@@ -6,6 +6,9 @@
   under the nominal Sentinel-2 PSF (numpy only).
 - :mod:`~s2scale.infer.predictor`: the per-worker model cache and the batched torch predictor.
 - :mod:`~s2scale.infer.upscale`: the block kernel, the Dask graph and :func:`upscale`.
+
+Model specs are resolved by :func:`s2scale.models.resolve_model`; :func:`weights_path` (where a
+shipped checkpoint lives) is re-exported here for scripts and the images' build check.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from s2scale.infer.upscale import (
     upscale_block,
     upscale_dask,
     upscale_window_block,
-    weights_path,
 )
+from s2scale.models.spec import weights_path
 
 __all__ = [
     "HALO_PX",

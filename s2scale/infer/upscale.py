@@ -23,8 +23,6 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import dask
@@ -34,11 +32,11 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
 
-from s2scale.errors import CheckpointError, ConfigError, GridMismatchError
+from s2scale.errors import ConfigError, GridMismatchError
 from s2scale.infer.consistency import band_mtfs, coerce_lowpass_px, consistency_radius_px
 from s2scale.infer.predictor import DTypeName, Predictor, TorchPredictor
 from s2scale.infer.tiling import TILE_PX, check_tiling, default_halo_px, input_multiple
-from s2scale.models import GENERATORS, read_checkpoint
+from s2scale.models.spec import resolve_model
 
 __all__ = [
     "ModelSetup",
@@ -47,7 +45,6 @@ __all__ = [
     "upscale_block",
     "upscale_dask",
     "upscale_window_block",
-    "weights_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -272,39 +269,6 @@ def upscale_dask(
         )
 
 
-def weights_path(name: str) -> Path:
-    """Where the shipped checkpoint of registry model ``name`` lives (it may not exist)."""
-    return Path(str(resources.files("s2scale"))) / "weights" / f"{name}.pt"
-
-
-def _resolve_model(
-    model: str | os.PathLike[str], random_weights: bool
-) -> tuple[str | None, str, tuple[str, ...] | None, int]:
-    """``(checkpoint path or None, arch, band names or None, scale)`` of a model spec."""
-    if isinstance(model, str) and model in GENERATORS:
-        if random_weights:
-            return None, model, None, 2
-        path = weights_path(model)
-        if not path.is_file():
-            raise CheckpointError(
-                f"no checkpoint for model {model!r}: expected the shipped weights at {path}; "
-                "pass model=PATH to a checkpoint (train one with `s2scale train`, or save one "
-                "with s2scale.models.save_checkpoint), or random_weights=True for an untrained "
-                "net (tests and benchmarks only)"
-            )
-    else:
-        path = Path(model)
-        if isinstance(model, str) and not path.suffix and len(path.parts) == 1:
-            raise ConfigError(
-                f"unknown model {model!r}; use a registry name ({', '.join(sorted(GENERATORS))}) "
-                "or a checkpoint path (*.pt)"
-            )
-        if random_weights:
-            raise ConfigError("random_weights=True needs a registry name, not a checkpoint path")
-    ckpt = read_checkpoint(path)
-    return str(path.resolve()), ckpt.arch, ckpt.bands, ckpt.scale
-
-
 def _hr_centres(centres: np.ndarray, res: float, scale: int) -> np.ndarray:
     """Pixel centres of the ``scale`` x ``scale`` children of each LR pixel centre."""
     offsets = (np.arange(scale) + 0.5) / scale - 0.5
@@ -392,7 +356,8 @@ def prepare_model(
     """
     if model_kwargs and not random_weights:
         raise ConfigError("model_kwargs only apply with random_weights=True")
-    checkpoint, arch, model_bands, scale = _resolve_model(model, random_weights)
+    spec = resolve_model(model, random_weights=random_weights)
+    checkpoint, arch, model_bands, scale = spec.checkpoint, spec.arch, spec.bands, spec.scale
     names = None if bands is None or isinstance(bands, int) else tuple(str(b) for b in bands)
     n_bands = len(names) if names is not None else bands
     if model_bands is None and n_bands is None:

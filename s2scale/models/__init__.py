@@ -33,16 +33,18 @@ from s2scale.models.registry import (
     build_generator,
 )
 from s2scale.models.rrdbnet import ESRGANGenerator, RealESRGANGenerator, RRDBNet
+from s2scale.models.spec import (
+    SHIPPED,
+    ModelSpec,
+    model_name,
+    read_checkpoint,
+    resolve_model,
+    weights_path,
+)
 from s2scale.models.srcnn import SRCNN
 from s2scale.models.srresnet import SRResNet
 from s2scale.models.srvgg import SRVGGNetCompact
-from s2scale.models.weights import (
-    export_half,
-    import_basicsr,
-    load_generator,
-    read_checkpoint,
-    save_checkpoint,
-)
+from s2scale.models.weights import export_half, import_basicsr, load_generator, save_checkpoint
 
 __all__ = [
     "DISCRIMINATORS",
@@ -50,9 +52,11 @@ __all__ = [
     "FORMAT_VERSION",
     "GENERATORS",
     "SCALES",
+    "SHIPPED",
     "SRCNN",
     "Checkpoint",
     "ESRGANGenerator",
+    "ModelSpec",
     "Normalization",
     "RRDBNet",
     "RealESRGANGenerator",
@@ -66,6 +70,9 @@ __all__ = [
     "export_half",
     "import_basicsr",
     "load_generator",
+    "model_name",
     "read_checkpoint",
+    "resolve_model",
     "save_checkpoint",
+    "weights_path",
 ]

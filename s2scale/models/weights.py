@@ -1,8 +1,10 @@
-"""Reading and writing generator checkpoints, and importing official BasicSR weights.
+"""Writing generator checkpoints, rebuilding generators from them, importing official weights.
 
-The format itself (metadata, validation) is described in :mod:`s2scale.models.checkpoint`.
-Official BasicSR / Real-ESRGAN ``.pth`` files are read with :func:`import_basicsr`; RGB weights are
-extended to more bands with :func:`s2scale.models.adapt.adapt_bands`.
+The format itself (metadata, validation) is described in :mod:`s2scale.models.checkpoint`;
+reading a checkpoint file and resolving model specs is :mod:`s2scale.models.spec`'s job
+(:func:`read_checkpoint` and :data:`SHIPPED` are re-exported here). Official BasicSR /
+Real-ESRGAN ``.pth`` files are read with :func:`import_basicsr`; RGB weights are extended to more
+bands with :func:`s2scale.models.adapt.adapt_bands`.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from s2scale.models.checkpoint import (
     check_plain,
     coerce_band_names,
     describe_mismatch,
-    parse_checkpoint,
 )
 from s2scale.models.registry import GENERATORS, SCALES, build_generator
+from s2scale.models.spec import SHIPPED, read_checkpoint
 
 __all__ = [
     "SHIPPED",
@@ -37,46 +39,9 @@ __all__ = [
     "load_state_strict",
     "read_checkpoint",
     "save_checkpoint",
-    "shipped_weights_path",
 ]
 
 log = logging.getLogger(__name__)
-
-SHIPPED: tuple[str, ...] = ("srcnn", "srresnet", "esrgan", "realesrgan")
-"""Registry names with a checkpoint shipped in ``s2scale/weights/<name>.pt`` (model card
-``<name>.md`` beside it), each trained by its config in ``s2scale/configs/train``."""
-
-
-def shipped_weights_path(name: str) -> Path:
-    """Where the shipped checkpoint of registry model ``name`` lives (it may not exist).
-
-    Examples
-    --------
-    >>> shipped_weights_path("srresnet").name
-    'srresnet.pt'
-    """
-    from importlib import resources
-
-    return Path(str(resources.files("s2scale"))) / "weights" / f"{name}.pt"
-
-
-def _coerce_path(path: str | os.PathLike[str]) -> Path:
-    """A checkpoint path, or the shipped checkpoint of a registry name (``"srresnet"``)."""
-    if isinstance(path, str) and path in GENERATORS and not Path(path).is_file():
-        shipped = shipped_weights_path(path)
-        if not shipped.is_file():
-            raise CheckpointError(
-                f"no shipped weights for {path!r} (expected {shipped}); shipped: "
-                f"{', '.join(SHIPPED)}; pass a checkpoint path instead"
-            )
-        return shipped
-    return Path(path)
-
-
-_HOW_TO_GET = (
-    "train one with `s2scale train --config run.yaml`, or convert official weights with "
-    "s2scale.models.import_basicsr(...) followed by s2scale.models.save_checkpoint(...)"
-)
 
 
 def load_state_strict(
@@ -212,35 +177,6 @@ def save_checkpoint(
         "saved %s checkpoint (%s, x%d, %s) to %s", arch, ",".join(names), scale, ckpt.dtype, out
     )
     return out
-
-
-def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read and validate a checkpoint written by :func:`save_checkpoint` (weights on the CPU).
-
-    Parameters
-    ----------
-    path
-        The checkpoint file, or a registry name with shipped weights (:data:`SHIPPED`).
-
-    Returns
-    -------
-    Checkpoint
-        Metadata and state dict (tensors in the stored dtype).
-
-    Raises
-    ------
-    CheckpointError
-        If the file is missing, unreadable, not an s2scale checkpoint, of another format version,
-        incomplete, or names an unknown arch.
-    """
-    p = _coerce_path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {str(p)!r} does not exist; {_HOW_TO_GET}")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise CheckpointError(f"cannot read checkpoint {str(p)!r}: {err}") from err
-    return parse_checkpoint(obj, str(p))
 
 
 def _check_expected(ckpt: Checkpoint, bands: int | Sequence[str] | None, scale: int | None) -> None:

@@ -252,6 +252,8 @@ def _estimate_gpu_seconds(
     import json
     import os
 
+    from s2scale.models.spec import model_name
+
     folder = os.environ.get(THROUGHPUT_RECORDS_ENV)
     if not folder:
         return {"seconds": None, "note": f"set {THROUGHPUT_RECORDS_ENV} to a folder of "
@@ -265,7 +267,7 @@ def _estimate_gpu_seconds(
             res = rec.get("results", {})
             if res.get("device", "cpu") != kind:
                 continue
-            entry = res.get(Path(model).stem)
+            entry = res.get(model_name(model))
             if entry and entry.get("end_to_end_mpx_s"):
                 mpx_s = float(entry["end_to_end_mpx_s"])
                 return {
