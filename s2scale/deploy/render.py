@@ -209,13 +209,13 @@ def _aoi_file(aoi: str) -> Path | None:
 
 def _check_model(cfg: RunConfig, deploy: DeployConfig) -> None:
     """A shipped generator (its checkpoint header is read here) or a checkpoint under /models."""
-    from s2scale.models.registry import GENERATORS
+    from s2scale.models import GENERATORS, is_registry_name
 
     model = cfg.infer.model
-    if model in GENERATORS:
+    if is_registry_name(model):
         from s2scale.pipeline.plan import model_setup
 
-        model_setup(cfg)
+        model_setup(cfg)  # resolves the model (s2scale.models.resolve_model)
         return
     if deploy.models_claim is None or not model.startswith(f"{MODELS_MOUNT}/"):
         raise ConfigError(

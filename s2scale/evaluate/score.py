@@ -157,8 +157,7 @@ def resolve_models(
     ConfigError
         An unknown name that is not a path.
     """
-    from s2scale.models import GENERATORS
-    from s2scale.models.spec import resolve_model, weights_path
+    from s2scale.models.spec import is_registry_name, resolve_model, weights_path
 
     entries, skipped = [], {}
     for given in names:
@@ -168,7 +167,7 @@ def resolve_models(
             continue
         raw = given.endswith(RAW_SUFFIX)
         name = given[: -len(RAW_SUFFIX)] if raw else given
-        missing = name in GENERATORS and not weights_path(name).is_file()
+        missing = is_registry_name(name) and not weights_path(name).is_file()
         if missing and skip_missing:
             log.warning("skipping %s: no shipped weights at %s", name, weights_path(name))
             skipped[name] = f"no shipped weights at {weights_path(name)}"
@@ -184,7 +183,7 @@ def resolve_models(
             if missing:
                 raise CheckpointError(f"{err}; or add --skip-missing to leave it out") from err
             raise
-        spec = name if name in GENERATORS else str(Path(name))
+        spec = name if is_registry_name(name) else str(Path(name))
         entries.append(ModelEntry(name=given, spec=spec, card=_card(model), consistency=not raw))
     return entries, skipped
 

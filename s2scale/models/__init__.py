@@ -36,6 +36,7 @@ from s2scale.models.rrdbnet import ESRGANGenerator, RealESRGANGenerator, RRDBNet
 from s2scale.models.spec import (
     SHIPPED,
     ModelSpec,
+    is_registry_name,
     model_name,
     read_checkpoint,
     resolve_model,
@@ -69,6 +70,7 @@ __all__ = [
     "build_generator",
     "export_half",
     "import_basicsr",
+    "is_registry_name",
     "load_generator",
     "model_name",
     "read_checkpoint",

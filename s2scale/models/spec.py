@@ -25,6 +25,7 @@ from s2scale.models.registry import GENERATORS
 __all__ = [
     "SHIPPED",
     "ModelSpec",
+    "is_registry_name",
     "model_name",
     "read_checkpoint",
     "resolve_model",
@@ -78,6 +79,17 @@ def weights_path(name: str) -> Path:
     return Path(str(resources.files("s2scale"))) / "weights" / f"{name}.pt"
 
 
+def is_registry_name(model: object) -> bool:
+    """Whether a spec is a registry name (its weights are the shipped ones); reads nothing.
+
+    Examples
+    --------
+    >>> is_registry_name("srresnet"), is_registry_name("/models/srresnet.pt")
+    (True, False)
+    """
+    return isinstance(model, str) and model in GENERATORS
+
+
 def model_name(model: str | os.PathLike[str] | ModelSpec) -> str:
     """The name a model spec goes by (registry name or checkpoint file stem); reads nothing.
 
@@ -88,16 +100,16 @@ def model_name(model: str | os.PathLike[str] | ModelSpec) -> str:
     """
     if isinstance(model, ModelSpec):
         return model.name
-    if isinstance(model, str) and model in GENERATORS:
-        return model
+    if is_registry_name(model):
+        return str(model)
     return Path(model).stem
 
 
 def _checkpoint_file(model: str | os.PathLike[str]) -> Path:
     """The file a spec names: the shipped checkpoint of a registry name, else the path itself."""
-    if not (isinstance(model, str) and model in GENERATORS):
+    if not is_registry_name(model):
         return Path(model)
-    path = weights_path(model)
+    path = weights_path(str(model))
     if not path.is_file():
         raise CheckpointError(
             f"no checkpoint for model {model!r}: it has no shipped weights (expected {path}; "
@@ -182,8 +194,7 @@ def resolve_model(
     """
     if isinstance(model, ModelSpec):
         return model
-    registered = isinstance(model, str) and model in GENERATORS
-    if not registered:
+    if not is_registry_name(model):
         path = Path(model)
         if isinstance(model, str) and not path.suffix and len(path.parts) == 1:
             raise ConfigError(
