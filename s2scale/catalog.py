@@ -5,7 +5,7 @@ timeouts) or a local catalog file searched in-process with the same filters: an 
 FeatureCollection JSON, a stac-geoparquet file, or a static catalog. Both give the same records in
 the same order (datetime, then id).
 
-Provider quirks live in :mod:`s2scale._items`, the one place that knows asset keys, the CRS
+Provider quirks live in :mod:`s2scale.items`, the one place that knows asset keys, the CRS
 fields, the BOA offset and ``raster:bands`` scale/offset.
 """
 
@@ -23,9 +23,9 @@ from typing import Any
 import shapely
 from shapely.geometry import shape
 
-from s2scale._items import BANDS, Scene, normalize_item
 from s2scale.errors import ConfigError, NoScenesFoundError, S2ScaleError, StacApiError
 from s2scale.grid import AOI, resolve_aoi
+from s2scale.items import BANDS, Scene, normalize_item
 
 __all__ = ["BANDS", "Scene", "SearchResult", "parse_datetime_range", "search"]
 

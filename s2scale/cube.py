@@ -5,7 +5,7 @@ xarray public functions that keep coordinates and CRS. Nothing here computes exc
 I/O functions :func:`check_assets`, :func:`write_cube` and :func:`read_cube`.
 
 Values are *harmonised DN* (``reflectance * 10000``, BOA offset removed, see
-:mod:`s2scale._items`), uint16 with 0 = no data, on the scenes' own 10 m UTM grid (pixel-centre
+:mod:`s2scale.items`), uint16 with 0 = no data, on the scenes' own 10 m UTM grid (pixel-centre
 coordinates, multiples of 10 m at the pixel edges).
 """
 
@@ -25,9 +25,9 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from shapely.geometry import shape
 
-from s2scale._items import Scene
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
 from s2scale.grid import AOI, Bounds, target_grid
+from s2scale.items import Scene
 from s2scale.sentinel2 import BANDS, MASK_BAND
 
 __all__ = [

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from s2scale import catalog
-from s2scale._items import MalformedItemError, normalize_item
 from s2scale.errors import ConfigError, NoScenesFoundError
+from s2scale.items import MalformedItemError, normalize_item
 
 
 def _load(shared_data, name):

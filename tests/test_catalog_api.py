@@ -147,7 +147,7 @@ def test_cube_over_http_range_requests_equals_local(api, sample, cog_server):
 
 
 def test_missing_and_corrupt_cogs_over_http(api, sample, cog_server):
-    from s2scale._items import normalize_item
+    from s2scale.items import normalize_item
 
     scenes = list(catalog.search(AOI, SUMMER, stac=api.url))
     (sample.root / "corrupt").mkdir(exist_ok=True)

@@ -13,8 +13,8 @@ import xarray as xr
 from rasterio.transform import Affine
 
 from s2scale import cube, grid
-from s2scale._items import normalize_item
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
+from s2scale.items import normalize_item
 
 ROWS = COLS = 60  # 10 m pixels
 

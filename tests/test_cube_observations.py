@@ -13,8 +13,8 @@ import pytest
 import xarray as xr
 
 from s2scale import cube
-from s2scale._items import Scene, normalize_item
 from s2scale.errors import ConfigError
+from s2scale.items import Scene, normalize_item
 
 
 def _scene(when, lon, *, platform="sentinel-2a", tile="33TTN", geometry=True, bbox=False):

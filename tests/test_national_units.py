@@ -17,10 +17,10 @@ import pytest
 from cluster_procs import NO_FUSE_ENV, ProcessCluster
 
 from s2scale import catalog
-from s2scale._items import normalize_item
 from s2scale.config import RunConfig
 from s2scale.errors import ConfigError
 from s2scale.infer import forward_count
+from s2scale.items import normalize_item
 from s2scale.pipeline import build_plan, plan_upscale, run_upscale
 from s2scale.pipeline.run import _reader
 from s2scale.pipeline.units import count_tasks

@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from s2scale._items import Scene
 from s2scale.cube import INVALID_SCL, SNOW_SCL, load_cube, merge_observations_block
 from s2scale.cube import observation_ids as _observation_ids
 from s2scale.errors import ConfigError
 from s2scale.grid import Bounds, TargetGrid, utm_zone_of
+from s2scale.items import Scene
 from s2scale.pairs.ortho import OrthoInfo
 
 __all__ = [

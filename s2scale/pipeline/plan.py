@@ -30,13 +30,13 @@ from affine import Affine
 from pyproj import Transformer
 
 from s2scale import catalog, cube
-from s2scale._items import Scene
 from s2scale.config import RunConfig
 from s2scale.cubestore import CubeStore
 from s2scale.errors import ConfigError
 from s2scale.grid import Bounds, TargetGrid, plan_chunks, target_grid
 from s2scale.infer.consistency import coerce_lowpass_px
 from s2scale.infer.tiling import default_tile_px
+from s2scale.items import Scene
 from s2scale.mosaic import Region, SourceGrid, region_windows
 from s2scale.mosaic.graph import SourceMeta, Window
 from s2scale.sentinel2 import BANDS

@@ -23,9 +23,9 @@ import dask.array as da
 import xarray as xr
 
 from s2scale import cube
-from s2scale._items import Scene
 from s2scale.grid import Bounds
 from s2scale.infer import upscale_window_block
+from s2scale.items import Scene
 from s2scale.mosaic import StoreHandle, mosaic_region_block, write_region
 from s2scale.pipeline.plan import Plan, Unit, ZoneWindow
 from s2scale.sentinel2 import BANDS, MASK_BAND
