@@ -54,11 +54,17 @@ from s2scale.errors import ConfigError
 
 __all__ = [
     "DEFAULT_FEATHER_PX",
+    "KERNEL_RADIUS_PX",
+    "Edges",
     "Region",
     "ResamplingName",
     "blend_block",
+    "check_resampling",
     "feather_weights_block",
+    "get_transformer",
+    "nested_offset",
     "normalise_weights_block",
+    "parse_crs",
     "reproject_block",
 ]
 
@@ -85,7 +91,8 @@ _RESAMPLING = {
     "cubic": Resampling.cubic,
     "lanczos": Resampling.lanczos,
 }
-_KERNEL_RADIUS_PX = {"nearest": 1, "bilinear": 1, "cubic": 2, "lanczos": 3}
+KERNEL_RADIUS_PX: dict[str, int] = {"nearest": 1, "bilinear": 1, "cubic": 2, "lanczos": 3}
+"""Support radius of each resampling kernel in source pixels (how much context a warp needs)."""
 _MIN_WEIGHT = 1e-4
 """Warped weights below this count as no data (bilinear tails, cubic ringing)."""
 _RINGING = frozenset({"cubic", "lanczos"})
@@ -252,9 +259,8 @@ def reproject_block(
         ``(band, rows, cols)`` float32 values (0 where no data) and ``(rows, cols)`` float32
         weights (0 = no data).
     """
-    if resampling not in _RESAMPLING:
-        raise ConfigError(f"resampling={resampling!r}; expected one of {sorted(_RESAMPLING)}")
-    offset = _nested_offset(src_transform, src_crs, dst_transform, dst_crs)
+    check_resampling(resampling)
+    offset = nested_offset(src_transform, src_crs, dst_transform, dst_crs)
     if offset is not None:
         return _copy_nested(values, weights, offset, dst_shape)
     vals, weight = _warp_normalised(values, weights, src_transform, src_crs, dst_transform,
@@ -269,6 +275,17 @@ def reproject_block(
         edge = weight < _EDGE_RATIO * weight_b
         vals[:, edge], weight[edge] = vals_b[:, edge], weight_b[edge]
     return vals, weight
+
+
+def check_resampling(resampling: str) -> None:
+    """Raise ConfigError unless ``resampling`` is one of :data:`ResamplingName`.
+
+    Examples
+    --------
+    >>> check_resampling("cubic")
+    """
+    if resampling not in _RESAMPLING:
+        raise ConfigError(f"resampling={resampling!r}; expected one of {sorted(_RESAMPLING)}")
 
 
 def _warp_normalised(
@@ -298,7 +315,7 @@ def _warp_normalised(
         XSCALE=f"{abs(src_transform.a / dst_transform.a):.12g}",
         YSCALE=f"{abs(src_transform.e / dst_transform.e):.12g}",
         SAMPLE_GRID="YES",
-        SOURCE_EXTRA=str(_KERNEL_RADIUS_PX[resampling] + 1),
+        SOURCE_EXTRA=str(KERNEL_RADIUS_PX[resampling] + 1),
     )
     del stack
     weight = out[n_bands]
@@ -310,10 +327,20 @@ def _warp_normalised(
     return vals, weight
 
 
-def _nested_offset(
+def nested_offset(
     src_transform: Affine, src_crs: str, dst_transform: Affine, dst_crs: str
 ) -> tuple[int, int] | None:
-    """``(row, col)`` of the source origin on the destination lattice, or None if not nested."""
+    """``(row, col)`` of the source origin on the destination lattice, or None if not nested.
+
+    Nested means the same CRS, pixel size and pixel lattice: the block is then copied, not warped.
+
+    Examples
+    --------
+    >>> grid = Affine(5.0, 0.0, 0.0, 0.0, -5.0, 100.0)
+    >>> nested_offset(Affine(5.0, 0.0, 10.0, 0.0, -5.0, 100.0), "EPSG:32633", grid, "EPSG:32633")
+    (0, 2)
+    >>> nested_offset(Affine(10.0, 0.0, 10.0, 0.0, -10.0, 100.0), "EPSG:32633", grid, "EPSG:32633")
+    """
     s, d = src_transform, dst_transform
     if s.b or s.d or d.b or d.d or s.a != d.a or s.e != d.e:
         return None
@@ -321,18 +348,18 @@ def _nested_offset(
     row = (s.f - d.f) / d.e
     if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
         return None
-    if _crs(src_crs) != _crs(dst_crs):
+    if parse_crs(src_crs) != parse_crs(dst_crs):
         return None
     return round(row), round(col)
 
 
 @lru_cache(maxsize=64)
-def _crs(crs: str) -> CRS:
-    """A rasterio CRS, parsed once per process."""
+def parse_crs(crs: str) -> CRS:
+    """A rasterio CRS from any user input (``"EPSG:3035"``, WKT), parsed once per process."""
     return CRS.from_user_input(crs)
 
 
-def _transformer(src_crs: str, dst_crs: str) -> Transformer:
+def get_transformer(src_crs: str, dst_crs: str) -> Transformer:
     """A pyproj transformer (x/y order), built once per thread and CRS pair."""
     return _cached_transformer(src_crs, dst_crs, threading.get_ident())
 

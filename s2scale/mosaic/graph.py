@@ -24,17 +24,17 @@ from affine import Affine
 from s2scale.errors import ConfigError, GridMismatchError
 from s2scale.grid import AOI, TargetGrid, plan_chunks
 from s2scale.mosaic.blend import (
-    _KERNEL_RADIUS_PX,
-    _RESAMPLING,
     DEFAULT_FEATHER_PX,
+    KERNEL_RADIUS_PX,
     Edges,
     Region,
     ResamplingName,
-    _crs,
-    _nested_offset,
-    _transformer,
     blend_block,
+    check_resampling,
     feather_weights_block,
+    get_transformer,
+    nested_offset,
+    parse_crs,
     reproject_block,
 )
 
@@ -107,7 +107,7 @@ def _warp_tiled(
     Warping fixed tiles of the grid, each from the source pixels its footprint needs, makes every
     pixel's value independent of how the grid was cut into regions.
     """
-    if _nested_offset(src_transform, src_crs, dst_transform, grid.crs) is not None:
+    if nested_offset(src_transform, src_crs, dst_transform, grid.crs) is not None:
         return reproject_block(
             window,
             weights,
@@ -120,7 +120,7 @@ def _warp_tiled(
     rows, cols = dst_shape
     vals = np.zeros((window.shape[0], rows, cols), np.float32)
     weight = np.zeros((rows, cols), np.float32)
-    pad = math.ceil(_KERNEL_RADIUS_PX[resampling] * max(1.0, grid.resolution_m / src_transform.a))
+    pad = math.ceil(KERNEL_RADIUS_PX[resampling] * max(1.0, grid.resolution_m / src_transform.a))
     src = SourceGrid(transform=src_transform, crs=src_crs, shape=window.shape[1:])
     t = _WARP_TILE_PX
     for y0 in range(0, rows, t):
@@ -224,8 +224,8 @@ def _source_window(
     rows, cols = shape
     left, top = transform.c - transform.a, transform.f - transform.e
     right, bottom = transform.c + (cols + 1) * transform.a, transform.f + (rows + 1) * transform.e
-    if _crs(src.crs) != _crs(crs):
-        left, bottom, right, top = _transformer(crs, src.crs).transform_bounds(
+    if parse_crs(src.crs) != parse_crs(crs):
+        left, bottom, right, top = get_transformer(crs, src.crs).transform_bounds(
             left, bottom, right, top, densify_pts=21
         )
     inv = ~src.transform
@@ -288,8 +288,7 @@ def mosaic(
         raise ConfigError(f"chunk_px={chunk_px} must be a positive number of pixels")
     if not feather_px >= 0:
         raise ConfigError(f"feather_px={feather_px} must be >= 0 source pixels")
-    if resampling not in _RESAMPLING:
-        raise ConfigError(f"resampling={resampling!r}; expected one of {sorted(_RESAMPLING)}")
+    check_resampling(resampling)
     srcs, bands = _coerce_sources(sources)
     n_bands = srcs[0].data.shape[0]
     plan = plan_chunks(grid, chunk_px, aoi)
@@ -362,7 +361,7 @@ def region_windows(
     out = []
     for i, src in enumerate(sources):
         scale = max(1.0, grid.resolution_m / src.transform.a)
-        pad = math.ceil(feather_px) + math.ceil(_KERNEL_RADIUS_PX[resampling] * scale) + 6
+        pad = math.ceil(feather_px) + math.ceil(KERNEL_RADIUS_PX[resampling] * scale) + 6
         win = _source_window((e1 - e0, f1 - f0), dst_transform, grid.crs, src, pad)
         if win is None:
             continue
