@@ -40,7 +40,7 @@ from _record import RESULTS, write_record
 
 import s2scale
 from s2scale.config import InferConfig
-from s2scale.degradation import DegradationConfig, block_mean, degrade
+from s2scale.degradation import SensorDegradationConfig, block_mean, degrade_sensor
 from s2scale.evaluate.score import LANCZOS, PROJECTED_BICUBIC, baseline_dn
 from s2scale.metrics import RGB_STRETCH, load_perceptual, upsample_bicubic
 from s2scale.sentinel2 import BANDS, DN_SCALE
@@ -61,9 +61,10 @@ def off_nominal_input(hr: np.ndarray, mtf: float | str) -> np.ndarray:
     """Wald input made by an off-nominal operator (``"mean"`` or a Gaussian MTF), whole DN."""
     if mtf == "mean":
         return np.round(block_mean(hr, 2) * DN_SCALE) / DN_SCALE
-    cfg = DegradationConfig(mtf_range=(mtf, mtf), anisotropic=False, shift_range_px=(0.0, 0.0),
-                            noise_range=(0.0, 0.0), quantize_dn=True)  # fmt: skip
-    return degrade(hr, 2, cfg, np.random.default_rng(0))
+    cfg = SensorDegradationConfig(mtf_range=(mtf, mtf), anisotropic=False,
+                                  shift_range_px=(0.0, 0.0), noise_range=(0.0, 0.0),
+                                  quantize_dn=True)  # fmt: skip
+    return degrade_sensor(hr, 2, cfg, np.random.default_rng(0))
 
 
 def off_nominal(real: list[Any], fns: dict[str, Any], metric: Any) -> dict[str, Any]:
@@ -290,9 +291,7 @@ def main() -> None:
         "ortho_simulated_lr": ortho,
         "sim_study_10m_to_5m": sim_study,
         "targets": check_targets(scenes, args.models),
-        "targets_vs_baselines": baseline_targets(
-            mean_scores(scenes, list(fns)), off, args.models
-        ),
+        "targets_vs_baselines": baseline_targets(mean_scores(scenes, list(fns)), off, args.models),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     config = {"models": args.models, "crop": args.crop, "border_px": 8, "stretch": RGB_STRETCH}

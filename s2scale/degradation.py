@@ -14,8 +14,8 @@ The operator, for an HR image ``(band, y, x)`` and an integer ``scale``:
 4. add zero-mean Gaussian sensor noise per band, optionally round to whole DN (1e-4).
 
 :func:`degrade_nominal` is the fixed evaluation setting: nominal PSF, no shift, no noise, no
-rounding. :func:`degrade` draws every parameter from the ranges of a
-:class:`DegradationConfig` with a :class:`numpy.random.Generator`, for training (the
+rounding. :func:`degrade_sensor` draws every parameter from the ranges of a
+:class:`SensorDegradationConfig` with a :class:`numpy.random.Generator`, for training (the
 Real-ESRGAN idea of training on a range of degradations, with ranges taken from the sensor).
 
 PSF from the MTF at Nyquist
@@ -43,7 +43,7 @@ high-resolution MS and Pan imagery", PE&RS 72(5), 2006; Vivone et al., "A critic
 among pansharpening algorithms", IEEE TGRS 53(5), 2015) the Gaussian carries the stated MTF;
 the ``scale x scale`` mean that follows adds its own factor ``sinc(1/2) = 0.64`` at Nyquist.
 
-The training range :attr:`DegradationConfig.mtf_range` (0.12-0.55 by default, drawn per band
+The training range :attr:`SensorDegradationConfig.mtf_range` (0.12-0.55 by default, drawn per band
 and per axis, since along- and across-track MTF differ) is deliberately wider than the
 requirement: its low end covers the extra blur of L1C/L2A resampling and of multi-date
 composites, its high end sharper-than-nominal cases; at ``scale = 2`` it spans
@@ -97,12 +97,12 @@ __all__ = [
     "REFERENCE_SUN_ZENITH_DEG",
     "SNR_REFERENCE",
     "SOLAR_IRRADIANCE",
-    "DegradationConfig",
     "DegradationParams",
+    "SensorDegradationConfig",
     "apply_degradation",
     "block_mean",
-    "degrade",
     "degrade_nominal",
+    "degrade_sensor",
     "gaussian_kernel_1d",
     "gaussian_mtf",
     "kernel_mtf",
@@ -370,7 +370,7 @@ def degrade_nominal(hr: np.ndarray, scale: int = 2, *, bands: Sequence[str] = BA
 
 
 @dataclass(frozen=True)
-class DegradationConfig:
+class SensorDegradationConfig:
     """Ranges of the training degradation; every draw is uniform within its range.
 
     The defaults and their sources are in the module docstring.
@@ -403,7 +403,7 @@ class DegradationConfig:
             raise ConfigError(f"noise_range={self.noise_range} must be >= 0 (1 = MSI requirement)")
 
     @classmethod
-    def nominal(cls) -> DegradationConfig:
+    def nominal(cls) -> SensorDegradationConfig:
         """Config whose draws are the nominal evaluation setting (MTF 0.3, no shift, no noise)."""
         m = NOMINAL_MTF["blue"]
         return cls(
@@ -417,7 +417,7 @@ class DegradationConfig:
 
 @dataclass(frozen=True)
 class DegradationParams:
-    """One draw of :class:`DegradationConfig` for one image; per-band tuples in band order."""
+    """One draw of :class:`SensorDegradationConfig` for one image; per-band tuples in band order."""
 
     bands: tuple[str, ...]
     """Band names the tuples refer to."""
@@ -448,13 +448,13 @@ class DegradationParams:
 
 
 def sample_params(
-    config: DegradationConfig, rng: np.random.Generator, *, bands: Sequence[str] = BANDS
+    config: SensorDegradationConfig, rng: np.random.Generator, *, bands: Sequence[str] = BANDS
 ) -> DegradationParams:
     """Draw one image's degradation parameters from ``config`` with ``rng``.
 
     Examples
     --------
-    >>> p = sample_params(DegradationConfig(), np.random.default_rng(0))
+    >>> p = sample_params(SensorDegradationConfig(), np.random.default_rng(0))
     >>> len(p.mtf_y), all(0.12 <= m <= 0.55 for m in p.mtf_x)
     (4, True)
     """
@@ -507,7 +507,7 @@ def apply_degradation(
     if arr.ndim != 3:
         raise GridMismatchError(
             f"apply_degradation takes one image (band, y, x), got shape {arr.shape}; use "
-            "degrade() for batches"
+            "degrade_sensor() for batches"
         )
     blurred = np.empty_like(arr)
     for i in range(len(params.bands)):
@@ -525,10 +525,10 @@ def apply_degradation(
     return lr
 
 
-def degrade(
+def degrade_sensor(
     hr: np.ndarray,
     scale: int,
-    config: DegradationConfig,
+    config: SensorDegradationConfig,
     rng: np.random.Generator,
     *,
     bands: Sequence[str] = BANDS,
@@ -560,7 +560,7 @@ def degrade(
     Examples
     --------
     >>> hr = np.random.default_rng(1).uniform(0, 0.3, (2, 4, 16, 16))
-    >>> degrade(hr, 2, DegradationConfig(), np.random.default_rng(0)).shape
+    >>> degrade_sensor(hr, 2, SensorDegradationConfig(), np.random.default_rng(0)).shape
     (2, 4, 8, 8)
     """
     scale = _check_scale(scale)

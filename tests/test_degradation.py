@@ -8,11 +8,11 @@ from scipy.ndimage import gaussian_filter
 
 from s2scale.degradation import (
     NOMINAL_MTF,
-    DegradationConfig,
+    SensorDegradationConfig,
     apply_degradation,
     block_mean,
-    degrade,
     degrade_nominal,
+    degrade_sensor,
     gaussian_kernel_1d,
     kernel_mtf,
     noise_sigma,
@@ -102,16 +102,18 @@ def test_degrade_nominal_keeps_the_mean():
 
 
 def test_degrade_keeps_the_mean_without_noise_and_shift():
-    cfg = DegradationConfig(noise_range=(0.0, 0.0), shift_range_px=(0.0, 0.0), quantize_dn=False)
+    cfg = SensorDegradationConfig(
+        noise_range=(0.0, 0.0), shift_range_px=(0.0, 0.0), quantize_dn=False
+    )
     hr = _scene(4, (3, 4, 32, 32))
-    lr = degrade(hr, 2, cfg, np.random.default_rng(7))
+    lr = degrade_sensor(hr, 2, cfg, np.random.default_rng(7))
     np.testing.assert_allclose(lr.mean(axis=(-2, -1)), hr.mean(axis=(-2, -1)), rtol=1e-6)
 
 
 def test_degrade_with_shift_keeps_the_mean_up_to_edge_effects():
-    cfg = DegradationConfig(noise_range=(0.0, 0.0), quantize_dn=False)
+    cfg = SensorDegradationConfig(noise_range=(0.0, 0.0), quantize_dn=False)
     hr = _scene(4, (4, 64, 64))
-    lr = degrade(hr, 2, cfg, np.random.default_rng(1))
+    lr = degrade_sensor(hr, 2, cfg, np.random.default_rng(1))
     np.testing.assert_allclose(lr.mean(axis=(-2, -1)), hr.mean(axis=(-2, -1)), rtol=2e-3)
 
 
@@ -119,7 +121,7 @@ def test_misregistration_moves_the_content():
     # a ramp shifted by d LR px reads ramp(x + d * scale) at every interior pixel
     x = np.arange(64, dtype=np.float64)
     hr = np.broadcast_to(0.1 + 0.001 * x, (4, 64, 64)).copy()
-    params = sample_params(DegradationConfig.nominal(), np.random.default_rng(0))
+    params = sample_params(SensorDegradationConfig.nominal(), np.random.default_rng(0))
     shifted = type(params)(**{**params.__dict__, "shift_x_px": (0.25, 0.0, -0.25, 0.1)})
     base = apply_degradation(hr, params, 2)
     moved = apply_degradation(hr, shifted, 2)
@@ -133,19 +135,19 @@ def test_misregistration_moves_the_content():
 
 def test_nominal_config_reproduces_degrade_nominal():
     hr = _scene(5)
-    lr = degrade(hr, 2, DegradationConfig.nominal(), np.random.default_rng(0))
+    lr = degrade_sensor(hr, 2, SensorDegradationConfig.nominal(), np.random.default_rng(0))
     np.testing.assert_allclose(lr, degrade_nominal(hr, 2), atol=1e-12)
 
 
 def test_noise_statistics():
     hr = np.full((4, 256, 256), 0.2)
-    cfg = DegradationConfig(
+    cfg = SensorDegradationConfig(
         mtf_range=(0.3, 0.3),
         shift_range_px=(0.0, 0.0),
         noise_range=(1.0, 1.0),
         quantize_dn=False,
     )
-    lr, (params,) = degrade(hr, 2, cfg, np.random.default_rng(11), return_params=True)
+    lr, (params,) = degrade_sensor(hr, 2, cfg, np.random.default_rng(11), return_params=True)
     for i, band in enumerate(BANDS):
         noise = lr[i] - 0.2
         assert params.noise_sigma[i] == pytest.approx(noise_sigma(band))
@@ -163,7 +165,7 @@ def test_requirement_noise_is_tens_of_dn():
 
 
 def test_noise_range_scales_the_draw():
-    cfg = DegradationConfig(noise_range=(0.2, 0.4))
+    cfg = SensorDegradationConfig(noise_range=(0.2, 0.4))
     for seed in range(20):
         p = sample_params(cfg, np.random.default_rng(seed))
         ratios = [s / noise_sigma(b) for s, b in zip(p.noise_sigma, BANDS, strict=True)]
@@ -173,16 +175,16 @@ def test_noise_range_scales_the_draw():
 
 def test_quantize_dn_rounds_to_whole_dn():
     hr = _scene(6)
-    lr = degrade(hr, 2, DegradationConfig(), np.random.default_rng(0))
+    lr = degrade_sensor(hr, 2, SensorDegradationConfig(), np.random.default_rng(0))
     np.testing.assert_allclose(lr * 10000, np.round(lr * 10000), atol=1e-6)
 
 
 def test_reproducible_with_a_seed():
     hr = _scene(8, (2, 4, 32, 32))
-    cfg = DegradationConfig()
-    a, pa = degrade(hr, 2, cfg, np.random.default_rng(42), return_params=True)
-    b, pb = degrade(hr, 2, cfg, np.random.default_rng(42), return_params=True)
-    c = degrade(hr, 2, cfg, np.random.default_rng(43))
+    cfg = SensorDegradationConfig()
+    a, pa = degrade_sensor(hr, 2, cfg, np.random.default_rng(42), return_params=True)
+    b, pb = degrade_sensor(hr, 2, cfg, np.random.default_rng(42), return_params=True)
+    c = degrade_sensor(hr, 2, cfg, np.random.default_rng(43))
     np.testing.assert_array_equal(a, b)
     assert pa == pb
     assert not np.array_equal(a, c)
@@ -190,7 +192,9 @@ def test_reproducible_with_a_seed():
 
 
 def test_draws_stay_in_their_ranges():
-    cfg = DegradationConfig(mtf_range=(0.2, 0.4), shift_range_px=(0.1, 0.3), anisotropic=False)
+    cfg = SensorDegradationConfig(
+        mtf_range=(0.2, 0.4), shift_range_px=(0.1, 0.3), anisotropic=False
+    )
     for seed in range(50):
         p = sample_params(cfg, np.random.default_rng(seed))
         assert all(0.2 <= m <= 0.4 for m in p.mtf_y)
@@ -212,11 +216,11 @@ def test_errors_name_the_value_and_fix():
     with pytest.raises(GridMismatchError, match=r"\(band, y, x\)"):
         degrade_nominal(np.zeros((8, 8)), 2)
     with pytest.raises(ConfigError, match="mtf_range"):
-        DegradationConfig(mtf_range=(0.0, 0.5))
+        SensorDegradationConfig(mtf_range=(0.0, 0.5))
     with pytest.raises(ConfigError, match="low <= high"):
-        DegradationConfig(noise_range=(1.0, 0.5))
+        SensorDegradationConfig(noise_range=(1.0, 0.5))
     with pytest.raises(ConfigError, match="rng"):
-        p = sample_params(DegradationConfig(noise_range=(1.0, 1.0)), np.random.default_rng(0))
+        p = sample_params(SensorDegradationConfig(noise_range=(1.0, 1.0)), np.random.default_rng(0))
         apply_degradation(np.zeros((4, 8, 8)), p, 2)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from s2scale.train.config import RECIPES, TrainConfig
 from s2scale.train.data import PairDataset, ResumableSampler
-from s2scale.train.degradations import DegradationConfig, degrade
+from s2scale.train.degradations import TrainingDegradationConfig, degrade_training
 from s2scale.train.loop import TrainResult, train
 from s2scale.train.losses import (
     EMA,
@@ -21,13 +21,13 @@ from s2scale.train.losses import (
 __all__ = [
     "EMA",
     "RECIPES",
-    "DegradationConfig",
     "PairDataset",
     "PerceptualLoss",
     "ResumableSampler",
     "TrainConfig",
     "TrainResult",
-    "degrade",
+    "TrainingDegradationConfig",
+    "degrade_training",
     "discriminator_gan_loss",
     "generator_gan_loss",
     "pixel_loss",

@@ -34,16 +34,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from s2scale.degradation import DegradationConfig as SensorDegradationConfig
+from s2scale.degradation import SensorDegradationConfig
 from s2scale.errors import ConfigError
 from s2scale.models.checkpoint import Normalization
 from s2scale.sentinel2 import BANDS
-from s2scale.train.degradations import DegradationConfig
+from s2scale.train.degradations import TrainingDegradationConfig
 
 __all__ = ["RECIPES", "SOURCE_KINDS", "DataConfig", "TrainConfig"]
 
 SOURCE_KINDS: tuple[str, ...] = (
-    "real-colocated", "real-s2-wald", "real-ortho-study", "sim-wald-s2"
+    "real-colocated",
+    "real-s2-wald",
+    "real-ortho-study",
+    "sim-wald-s2",
 )
 """Training sources a :class:`DataConfig` can build (see :mod:`s2scale.train.realdata`)."""
 
@@ -173,7 +176,7 @@ class DataConfig:
 
 
 def _nested(
-    value: Any, cls: type[SensorDegradationConfig] | type[DegradationConfig], where: str
+    value: Any, cls: type[SensorDegradationConfig] | type[TrainingDegradationConfig], where: str
 ) -> Any:
     """A frozen degradation config from a YAML mapping (lists -> tuples, unknown keys named)."""
     if not isinstance(value, Mapping):
@@ -262,7 +265,7 @@ class TrainConfig:
     """Decay of the generator EMA; 0 disables it."""
     grad_clip: float = 0.0
     """Max global gradient norm per network; 0 disables clipping."""
-    degradation: DegradationConfig | None = None
+    degradation: TrainingDegradationConfig | None = None
     """Synthesise LR patches from HR on the fly (Real-ESRGAN); ``None`` uses the given pairs."""
     sensor_degradation: SensorDegradationConfig | None = None
     """Synthesise LR patches from HR on the fly with the Sentinel-2 degradation model
@@ -307,7 +310,7 @@ class TrainConfig:
         object.__setattr__(self, "perceptual_layers", dict(self.perceptual_layers or {}))
         if isinstance(self.data, Mapping):
             object.__setattr__(self, "data", DataConfig.from_dict(self.data))
-        for name, cls in (("degradation", DegradationConfig),
+        for name, cls in (("degradation", TrainingDegradationConfig),
                           ("sensor_degradation", SensorDegradationConfig)):  # fmt: skip
             object.__setattr__(self, name, _nested(getattr(self, name), cls, name))
         if self.degradation is not None and self.sensor_degradation is not None:

@@ -26,12 +26,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from s2scale.degradation import DegradationConfig as SensorDegradationConfig
-from s2scale.degradation import apply_degradation, sample_params
+from s2scale.degradation import SensorDegradationConfig, apply_degradation, sample_params
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
 from s2scale.models.checkpoint import Normalization
 from s2scale.sentinel2 import BANDS, DN_SCALE
-from s2scale.train.degradations import DegradationConfig, degrade
+from s2scale.train.degradations import TrainingDegradationConfig, degrade_training
 
 __all__ = ["IgnoreEpoch", "PairDataset", "PatchArray", "ResumableSampler"]
 
@@ -76,7 +75,7 @@ class PairDataset(Dataset):
         Apply a random flip/90 degree rotation (one of 8, the same for ``lr`` and ``hr``).
     degradation
         If given, ``lr`` is built from the normalised ``hr`` by
-        :func:`~s2scale.train.degradations.degrade` (any ``lr`` passed is then ignored).
+        :func:`~s2scale.train.degradations.degrade_training` (any ``lr`` passed is then ignored).
     sensor_degradation
         If given, ``lr`` is built from ``hr`` (as reflectance, ``dn / 10000``) by the Sentinel-2
         degradation model with parameters drawn from these ranges
@@ -118,7 +117,7 @@ class PairDataset(Dataset):
     """DN -> model input mapping."""
     augment: bool = True
     """Random flips and rotations."""
-    degradation: DegradationConfig | None = None
+    degradation: TrainingDegradationConfig | None = None
     """Synthesise ``lr`` from ``hr`` on the fly (Real-ESRGAN model)."""
     sensor_degradation: SensorDegradationConfig | None = None
     """Synthesise ``lr`` from ``hr`` on the fly (Sentinel-2 model)."""
@@ -179,7 +178,7 @@ class PairDataset(Dataset):
             ) from err
         return cls(hr=hr, lr=lr, **kwargs)
 
-    def with_degradation(self, degradation: DegradationConfig | None) -> PairDataset:
+    def with_degradation(self, degradation: TrainingDegradationConfig | None) -> PairDataset:
         """Return a copy that synthesises ``lr`` with ``degradation`` (or not, for ``None``)."""
         return dataclasses.replace(self, degradation=degradation)
 
@@ -216,7 +215,9 @@ class PairDataset(Dataset):
             lr = torch.from_numpy(norm.normalize(np.asarray(self.lr[index], dtype=np.float32)))
             lr = _dihedral(lr, code)
         elif self.degradation is not None:
-            lr = degrade(hr[None], scale=self.scale, config=self.degradation, generator=gen)[0]
+            lr = degrade_training(
+                hr[None], scale=self.scale, config=self.degradation, generator=gen
+            )[0]
         else:
             lr = self._sensor_lr(hr, epoch, index)
         return lr.contiguous(), hr.contiguous()

@@ -1,9 +1,10 @@
 """Real-ESRGAN's second-order degradation model, applied on the fly to torch batches.
 
-:func:`degrade` turns an HR batch ``(N, C, H, W)`` into an LR batch ``(N, C, H/scale, W/scale)``:
-blur -> random resize -> Gaussian or Poisson noise -> compression, twice (the second blur with
-probability ``second_blur_prob``), then a resize to the exact LR size with a final sinc filter,
-in random order with the last compression (Wang et al., "Real-ESRGAN", ICCVW 2021, section 3).
+:func:`degrade_training` turns an HR batch ``(N, C, H, W)`` into an LR batch
+``(N, C, H/scale, W/scale)``: blur -> random resize -> Gaussian or Poisson noise -> compression,
+twice (the second blur with probability ``second_blur_prob``), then a resize to the exact LR size
+with a final sinc filter, in random order with the last compression (Wang et al., "Real-ESRGAN",
+ICCVW 2021, section 3).
 
 Compression depends on the data:
 
@@ -44,7 +45,7 @@ from s2scale.train.kernels import (
     sinc_kernel,
 )
 
-__all__ = ["DegradationConfig", "degrade"]
+__all__ = ["TrainingDegradationConfig", "degrade_training"]
 
 Range = tuple[float, float]
 ResizeMode = Literal["area", "bilinear", "bicubic"]
@@ -60,10 +61,11 @@ _KINDS: tuple[KernelKind, ...] = (
 
 
 @dataclass(frozen=True)
-class DegradationConfig:
-    """Parameters of :func:`degrade`; defaults are Real-ESRGAN's ``train_realesrgan_x4plus.yml``.
+class TrainingDegradationConfig:
+    """Parameters of :func:`degrade_training`; defaults from Real-ESRGAN's x4plus training YAML.
 
-    Noise sigmas are in 8-bit units (divided by 255 for data in ``[0, 1]``), as published.
+    The defaults are those of Real-ESRGAN's ``train_realesrgan_x4plus.yml``. Noise sigmas are in
+    8-bit units (divided by 255 for data in ``[0, 1]``), as published.
     """
 
     kernel_sizes: tuple[int, ...] = (7, 9, 11, 13, 15, 17, 19, 21)
@@ -175,7 +177,9 @@ class DegradationConfig:
             raise ConfigError(f"quantization_step must be > 0, got {self.quantization_step}")
 
 
-def _kernels(gen: torch.Generator, n: int, cfg: DegradationConfig, second: bool) -> torch.Tensor:
+def _kernels(
+    gen: torch.Generator, n: int, cfg: TrainingDegradationConfig, second: bool
+) -> torch.Tensor:
     """``(n, K, K)`` blur kernels of the first or second stage, float64."""
     return torch.stack(
         [
@@ -195,7 +199,7 @@ def _kernels(gen: torch.Generator, n: int, cfg: DegradationConfig, second: bool)
     )
 
 
-def _final_kernels(gen: torch.Generator, n: int, cfg: DegradationConfig) -> torch.Tensor:
+def _final_kernels(gen: torch.Generator, n: int, cfg: TrainingDegradationConfig) -> torch.Tensor:
     """``(n, K, K)`` final sinc kernels (cutoff ``U(pi/3, pi)``) or identity pulses."""
     size = max(cfg.kernel_sizes)
     pulse = torch.zeros(size, size, dtype=torch.float64)
@@ -270,7 +274,9 @@ def _jpeg(x: torch.Tensor, gen: torch.Generator, quality: Range) -> torch.Tensor
     return torch.stack(out).to(x)
 
 
-def _radiometric(x: torch.Tensor, gen: torch.Generator, cfg: DegradationConfig) -> torch.Tensor:
+def _radiometric(
+    x: torch.Tensor, gen: torch.Generator, cfg: TrainingDegradationConfig
+) -> torch.Tensor:
     """Per-image, per-band gain and offset, then quantisation (the non-JPEG replacement)."""
     n, c = x.shape[:2]
     gain = torch.rand((n, c, 1, 1), generator=gen, dtype=torch.float64)
@@ -281,8 +287,8 @@ def _radiometric(x: torch.Tensor, gen: torch.Generator, cfg: DegradationConfig) 
     return (out / cfg.quantization_step).round() * cfg.quantization_step
 
 
-def degrade(
-    hr: torch.Tensor, *, scale: int, config: DegradationConfig, generator: torch.Generator
+def degrade_training(
+    hr: torch.Tensor, *, scale: int, config: TrainingDegradationConfig, generator: torch.Generator
 ) -> torch.Tensor:
     """Synthesise an LR batch from an HR batch with Real-ESRGAN's second-order degradations.
 
@@ -294,7 +300,7 @@ def degrade(
     scale
         Downscaling factor (2 for 5 m -> 10 m).
     config
-        Degradation parameters; ``DegradationConfig()`` gives Real-ESRGAN's defaults.
+        Degradation parameters; ``TrainingDegradationConfig()`` gives Real-ESRGAN's defaults.
     generator
         CPU ``torch.Generator`` supplying every random draw.
 
@@ -314,7 +320,7 @@ def degrade(
     Examples
     --------
     >>> hr = torch.rand(2, 4, 32, 32, generator=torch.Generator().manual_seed(0))
-    >>> lr = degrade(hr, scale=2, config=DegradationConfig(),
+    >>> lr = degrade_training(hr, scale=2, config=TrainingDegradationConfig(),
     ...              generator=torch.Generator().manual_seed(1))
     >>> lr.shape
     torch.Size([2, 4, 16, 16])

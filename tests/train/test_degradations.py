@@ -5,7 +5,7 @@ import torch
 
 from s2scale.errors import ConfigError, GridMismatchError
 from s2scale.train import degradations
-from s2scale.train.degradations import DegradationConfig, degrade
+from s2scale.train.degradations import TrainingDegradationConfig, degrade_training
 from s2scale.train.kernels import bivariate_kernel, filter2d, random_blur_kernel, sinc_kernel
 
 
@@ -18,7 +18,7 @@ def _hr(bands, seed=0, size=32):
 
 
 def test_defaults_are_real_esrgan():
-    cfg = DegradationConfig()
+    cfg = TrainingDegradationConfig()
     assert cfg.kernel_sizes == tuple(range(7, 22, 2))
     assert cfg.resize_probs == (0.2, 0.7, 0.1) and cfg.resize_probs2 == (0.3, 0.4, 0.3)
     assert cfg.blur_sigma == (0.2, 3.0) and cfg.blur_sigma2 == (0.2, 1.5)
@@ -30,10 +30,12 @@ def test_defaults_are_real_esrgan():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_shapes_determinism_and_range(bands, seed):
     hr = _hr(bands, seed)
-    cfg = DegradationConfig()
-    lr = degrade(hr, scale=2, config=cfg, generator=torch.Generator().manual_seed(seed))
-    again = degrade(hr, scale=2, config=cfg, generator=torch.Generator().manual_seed(seed))
-    other = degrade(hr, scale=2, config=cfg, generator=torch.Generator().manual_seed(seed + 10))
+    cfg = TrainingDegradationConfig()
+    lr = degrade_training(hr, scale=2, config=cfg, generator=torch.Generator().manual_seed(seed))
+    again = degrade_training(hr, scale=2, config=cfg, generator=torch.Generator().manual_seed(seed))
+    other = degrade_training(
+        hr, scale=2, config=cfg, generator=torch.Generator().manual_seed(seed + 10)
+    )
     assert lr.shape == (3, bands, 16, 16) and lr.dtype == hr.dtype
     assert torch.equal(lr, again)
     assert not torch.equal(lr, other)
@@ -44,15 +46,20 @@ def test_shapes_determinism_and_range(bands, seed):
 
 
 def test_scale_4_and_odd_size():
-    lr = degrade(
+    lr = degrade_training(
         _hr(4, size=48),
         scale=4,
-        config=DegradationConfig(),
+        config=TrainingDegradationConfig(),
         generator=torch.Generator().manual_seed(0),
     )
     assert lr.shape == (3, 4, 12, 12)
     with pytest.raises(GridMismatchError, match="divisible"):
-        degrade(_hr(4, size=33), scale=2, config=DegradationConfig(), generator=torch.Generator())
+        degrade_training(
+            _hr(4, size=33),
+            scale=2,
+            config=TrainingDegradationConfig(),
+            generator=torch.Generator(),
+        )
 
 
 def test_four_band_path_has_no_jpeg(monkeypatch):
@@ -60,16 +67,19 @@ def test_four_band_path_has_no_jpeg(monkeypatch):
         raise AssertionError("JPEG must not be used for 4-band data")
 
     monkeypatch.setattr(degradations, "_jpeg", fail)
-    lr = degrade(
-        _hr(4), scale=2, config=DegradationConfig(), generator=torch.Generator().manual_seed(0)
+    lr = degrade_training(
+        _hr(4),
+        scale=2,
+        config=TrainingDegradationConfig(),
+        generator=torch.Generator().manual_seed(0),
     )
-    step = DegradationConfig().quantization_step
+    step = TrainingDegradationConfig().quantization_step
     assert torch.allclose(lr / step, (lr / step).round(), atol=1e-3)  # 12-bit quantised
     with pytest.raises(ConfigError, match="3-band"):
-        degrade(
+        degrade_training(
             _hr(4),
             scale=2,
-            config=DegradationConfig(compression="jpeg"),
+            config=TrainingDegradationConfig(compression="jpeg"),
             generator=torch.Generator(),
         )
 
@@ -83,8 +93,11 @@ def test_three_band_path_uses_jpeg(monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(degradations, "_jpeg", spy)
-    lr = degrade(
-        _hr(3), scale=2, config=DegradationConfig(), generator=torch.Generator().manual_seed(0)
+    lr = degrade_training(
+        _hr(3),
+        scale=2,
+        config=TrainingDegradationConfig(),
+        generator=torch.Generator().manual_seed(0),
     )
     assert len(calls) == 2
     assert torch.allclose(lr * 255, (lr * 255).round(), atol=1e-3)  # 8 bit
@@ -92,7 +105,7 @@ def test_three_band_path_uses_jpeg(monkeypatch):
 
 def test_kernels_sum_to_one_and_are_centred():
     gen = torch.Generator().manual_seed(0)
-    cfg = DegradationConfig()
+    cfg = TrainingDegradationConfig()
     for _ in range(30):
         k = random_blur_kernel(
             gen,
@@ -128,6 +141,6 @@ def test_filter2d_blurs_per_image():
 
 def test_config_validation():
     with pytest.raises(ConfigError, match="odd"):
-        DegradationConfig(kernel_sizes=(8,))
+        TrainingDegradationConfig(kernel_sizes=(8,))
     with pytest.raises(ConfigError, match="noise_range"):
-        DegradationConfig(noise_range=(30.0, 1.0))
+        TrainingDegradationConfig(noise_range=(30.0, 1.0))

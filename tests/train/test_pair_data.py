@@ -4,7 +4,7 @@ import torch
 
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
 from s2scale.train.data import PairDataset, ResumableSampler
-from s2scale.train.degradations import DegradationConfig
+from s2scale.train.degradations import TrainingDegradationConfig
 
 
 def _pairs(n=4, size=16):
@@ -43,7 +43,7 @@ def test_augmentation_is_same_for_lr_and_hr_and_seeded():
 
 def test_on_the_fly_degradation():
     _, hr = _pairs(size=32)
-    ds = PairDataset(hr=hr, scale=2, degradation=DegradationConfig(), seed=1)
+    ds = PairDataset(hr=hr, scale=2, degradation=TrainingDegradationConfig(), seed=1)
     x, y = ds[(0, 0)]
     assert x.shape == (4, 16, 16) and y.shape == (4, 32, 32)
     assert torch.equal(x, ds[(0, 0)][0]) and not torch.equal(x, ds[(1, 0)][0])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from s2scale.degradation import DegradationConfig, noise_sigma
+from s2scale.degradation import SensorDegradationConfig, noise_sigma
 from s2scale.errors import ConfigError
 from s2scale.pairs import read_patch_provenance, read_patch_store
 from s2scale.train.config import DataConfig, TrainConfig
@@ -67,7 +67,7 @@ def _hr_patches(n=3, size=32, seed=0):
 
 def test_sensor_degradation_in_training_shapes_and_statistics():
     hr = _hr_patches()
-    cfg = DegradationConfig(noise_range=(1.0, 1.0), shift_range_px=(0.0, 0.0))
+    cfg = SensorDegradationConfig(noise_range=(1.0, 1.0), shift_range_px=(0.0, 0.0))
     ds = PairDataset(hr=hr, scale=2, sensor_degradation=cfg, augment=False, seed=3)
     lr, target = ds[(0, 1)]
     assert lr.shape == (4, 16, 16) and target.shape == (4, 32, 32) and lr.dtype == torch.float32
@@ -98,7 +98,10 @@ def test_sensor_degradation_from_config_reaches_the_dataset(tmp_path):
 
     cfg = TrainConfig(arch="srcnn", sensor_degradation={"mtf_range": [0.3, 0.3]}, seed=5)
     ds = _configured(
-        PairDataset(hr=_hr_patches(), lr=None, scale=2, sensor_degradation=DegradationConfig()), cfg
+        PairDataset(
+            hr=_hr_patches(), lr=None, scale=2, sensor_degradation=SensorDegradationConfig()
+        ),
+        cfg,
     )
     assert ds.sensor_degradation.mtf_range == (0.3, 0.3) and ds.seed == 5
 
@@ -193,7 +196,7 @@ def test_fixed_lr_pairs_keep_their_real_input_under_a_degradation():
     lr = np.full((len(hr), 4, hr.shape[2] // 2, hr.shape[3] // 2), 1234, np.uint16)
     fixed = np.zeros(len(hr), bool)
     fixed[::2] = True
-    ds = PairDataset(hr=hr, lr=lr, scale=2, sensor_degradation=DegradationConfig(),
+    ds = PairDataset(hr=hr, lr=lr, scale=2, sensor_degradation=SensorDegradationConfig(),
                      augment=False, fixed_lr=fixed)  # fmt: skip
     for i in range(len(hr)):
         x, _ = ds[(0, i)]
@@ -230,7 +233,7 @@ def test_colocated_store_uses_only_the_training_sites(colocated_store):
     # a fixed pair's LR is the stored real revisit, not a degradation of its HR
     i = int(np.flatnonzero(train_ds.fixed_lr)[0])
     x, _ = PairDataset(hr=train_ds.hr, lr=train_ds.lr, scale=2, augment=False,
-                       sensor_degradation=DegradationConfig(),
+                       sensor_degradation=SensorDegradationConfig(),
                        fixed_lr=train_ds.fixed_lr)[(0, i)]  # fmt: skip
     np.testing.assert_allclose(x.numpy(), train_ds.lr[i] / 10000.0, rtol=1e-6)
 

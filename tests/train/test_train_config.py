@@ -2,7 +2,7 @@ import pytest
 
 from s2scale.errors import ConfigError
 from s2scale.train.config import TrainConfig
-from s2scale.train.degradations import DegradationConfig
+from s2scale.train.degradations import TrainingDegradationConfig
 
 
 def test_recipes_fill_published_defaults():
@@ -43,7 +43,7 @@ def test_from_yaml_reads_values(tmp_path):
     cfg = TrainConfig.from_yaml(path, section="train")
     assert cfg.arch == "srresnet" and cfg.arch_kwargs == {"num_feat": 8}
     assert cfg.betas == (0.9, 0.999) and cfg.learning_rate == 1e-4
-    assert cfg.degradation == DegradationConfig(noise_range=(1, 5))
+    assert cfg.degradation == TrainingDegradationConfig(noise_range=(1, 5))
     assert TrainConfig.from_dict(cfg.to_dict()).arch == "srresnet"
 
 
