@@ -501,7 +501,8 @@ def demo(out: Path, overwrite: bool, model: str | None) -> None:
     click.echo(f"done: outputs in {out.resolve()}", err=True)
 
 
-from s2scale.evaluate.cli import evaluate, weights  # noqa: E402  (commands defined there)
+from s2scale.cli_weights import weights  # noqa: E402  (a group of its own)
+from s2scale.evaluate.cli import evaluate  # noqa: E402  (commands defined there)
 
 main.add_command(evaluate)
 main.add_command(weights)

