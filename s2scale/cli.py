@@ -470,7 +470,10 @@ def train(
     resume: Path | None,
 ) -> None:
     """Train a generator (phase 1 pixel loss, phase 2 GAN + perceptual) and evaluate it."""
+    from s2scale.extras import check_extra
     from s2scale.pipeline import run_train
+
+    check_extra("train", "s2scale train")
 
     report = run_train(config, out, data=data, work=work, warm=not cold_start,
                        evaluate=not no_eval, resume=resume)  # fmt: skip
@@ -494,8 +497,10 @@ def demo(out: Path, overwrite: bool, model: str | None) -> None:
     the simulator's 5 m truth, on a local Dask cluster. Writes OUT/mosaic.zarr, OUT/mosaic.tif,
     OUT/quicklook.png and OUT/report.json (+ report.md).
     """
+    from s2scale.extras import check_extra
     from s2scale.pipeline import run_demo
 
+    check_extra("eval", "s2scale demo (it scores the mosaic with LPIPS / ST-LPIPS)")
     report = run_demo(out, overwrite=overwrite, model=model)
     _echo_json(report)
     click.echo(f"done: outputs in {out.resolve()}", err=True)

@@ -11,6 +11,7 @@ __all__ = [
     "ClusterError",
     "ConfigError",
     "GridMismatchError",
+    "MissingExtraError",
     "NoScenesFoundError",
     "ReadError",
     "S2ScaleError",
@@ -48,3 +49,7 @@ class CheckpointError(S2ScaleError, RuntimeError):
 
 class ClusterError(S2ScaleError, RuntimeError):
     """The Dask cluster cannot run the work: no workers, no GPU workers, or no scheduler."""
+
+
+class MissingExtraError(S2ScaleError, ImportError):
+    """An optional dependency is not installed; the message names the ``s2scale[...]`` extra."""

@@ -146,6 +146,9 @@ def evaluate(
     """
     from s2scale.evaluate import run
     from s2scale.evaluate.score import EvaluateConfig
+    from s2scale.extras import check_extra
+
+    check_extra("eval", "s2scale evaluate")
 
     given = [name for name, on in (("--lr/--hr", lr is not None or hr is not None),
                                    ("--patches", patches is not None),

@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from s2scale.errors import CheckpointError, ConfigError
+from s2scale.extras import import_extra
 
 __all__ = [
     "ALEXNET_LAYERS",
@@ -664,8 +665,7 @@ def load_lpips_module(
     ConfigError
         For an unknown ``net``.
     """
-    import lpips
-
+    lpips = import_extra("lpips", "eval", "LPIPS")
     if net not in LPIPS_BACKBONE_FILES:
         raise ConfigError(f"LPIPS net must be 'alex' or 'vgg', got {net!r}")
     trunk = heads = None
@@ -759,18 +759,15 @@ def load_stlpips(net: LpipsNet = "alex") -> nn.Module:
     ------
     ConfigError
         For an unknown ``net``.
+    MissingExtraError
+        If ``stlpips-pytorch`` is not installed (``pip install 's2scale[eval]'``).
     CheckpointError
-        If ``stlpips-pytorch`` is not installed or its weights do not load.
+        If its weights do not load.
     """
     if net not in STLPIPS_NETS:
         raise ConfigError(f"ST-LPIPS net must be one of {STLPIPS_NETS}, got {net!r}")
-    try:
-        with _stub_modules(_STLPIPS_UNUSED_IMPORTS):
-            from stlpips_pytorch import stlpips
-    except ImportError as err:
-        raise CheckpointError(
-            f"ST-LPIPS needs the stlpips-pytorch package ({err}): pip install stlpips-pytorch"
-        ) from err
+    with _stub_modules(_STLPIPS_UNUSED_IMPORTS):
+        stlpips = import_extra("stlpips_pytorch.stlpips", "eval", "ST-LPIPS")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchvision/torch deprecations inside the package

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from s2scale.errors import ConfigError, GridMismatchError
+from s2scale.extras import import_extra
 from s2scale.train.kernels import (
     KernelKind,
     _choice,
@@ -265,12 +266,11 @@ def _noise(
 
 def _jpeg(x: torch.Tensor, gen: torch.Generator, quality: Range) -> torch.Tensor:
     """JPEG-compress each 3-band image in ``[0, 1]`` at quality ``U(quality)`` via torchvision."""
-    from torchvision.io import decode_jpeg, encode_jpeg
-
+    tv_io = import_extra("torchvision.io", "train", "JPEG compression of the degradations")
     out = []
     for img in (x.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8):
         q = round(_uniform(gen, *quality))
-        out.append(decode_jpeg(encode_jpeg(img, quality=q)).float() / 255)
+        out.append(tv_io.decode_jpeg(tv_io.encode_jpeg(img, quality=q)).float() / 255)
     return torch.stack(out).to(x)
 
 

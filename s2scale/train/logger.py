@@ -74,7 +74,10 @@ class MetricLogger:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # torch raises ImportError when tensorboard is not installed
-            log.warning("tensorboard is not installed; logging to %s only", self.path)
+            log.warning(
+                "tensorboard is not installed (pip install 's2scale[train]'); logging to %s only",
+                self.path,
+            )
         else:
             self._tb = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))
 
