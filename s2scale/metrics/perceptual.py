@@ -32,6 +32,8 @@ from s2scale.metrics._checks import check_pair, check_range
 if TYPE_CHECKING:
     import torch
 
+    from s2scale.models.backbones import LpipsNet
+
 __all__ = [
     "RGB_BANDS",
     "RGB_STRETCH",
@@ -46,8 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-LpipsNet = Literal["alex", "vgg"]
 
 RGB_BANDS: tuple[int, int, int] = (2, 1, 0)
 """Indices of red, green and blue in s2scale's band order (blue, green, red, nir)."""

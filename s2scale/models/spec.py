@@ -120,6 +120,21 @@ def _checkpoint_file(model: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _check_torch_file(p: Path) -> None:
+    """Raise CheckpointError unless ``p`` exists and starts like a ``torch.save`` file."""
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist; {_HOW_TO_GET}")
+    with p.open("rb") as f:
+        head = f.read(4)
+    if head.startswith(_TORCH_MAGIC):
+        return
+    raise CheckpointError(
+        f"cannot read checkpoint {str(p)!r}: it is not a file written by torch.save (it starts "
+        f"with {head!r}); pass a registry name ({', '.join(SHIPPED)}) or an s2scale checkpoint "
+        f"(*.pt); {_HOW_TO_GET}"
+    )
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read and validate a checkpoint written by ``save_checkpoint`` (weights on the CPU).
 
@@ -140,16 +155,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         of another format version, incomplete, or names an unknown arch.
     """
     p = _checkpoint_file(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {str(p)!r} does not exist; {_HOW_TO_GET}")
-    with p.open("rb") as f:
-        head = f.read(4)
-    if not head.startswith(_TORCH_MAGIC):
-        raise CheckpointError(
-            f"cannot read checkpoint {str(p)!r}: it is not a file written by torch.save (it "
-            f"starts with {head!r}); pass a registry name ({', '.join(SHIPPED)}) or an s2scale "
-            f"checkpoint (*.pt); {_HOW_TO_GET}"
-        )
+    _check_torch_file(p)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...

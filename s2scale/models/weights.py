@@ -270,7 +270,7 @@ def export_half(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pat
     Returns
     -------
     pathlib.Path
-        The written path.
+        ``dst``, written atomically.
 
     Raises
     ------

@@ -282,7 +282,10 @@ def check_resampling(resampling: str) -> None:
 
     Examples
     --------
-    >>> check_resampling("cubic")
+    >>> check_resampling("bicubic")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    s2scale.errors.ConfigError: resampling='bicubic'; expected one of ['bilinear', 'cubic', ...]
     """
     if resampling not in _RESAMPLING:
         raise ConfigError(f"resampling={resampling!r}; expected one of {sorted(_RESAMPLING)}")
