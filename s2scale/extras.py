@@ -80,5 +80,9 @@ def check_extra(extra: Extra, what: str) -> None:
         Naming the first missing module and ``pip install 's2scale[<extra>]'``.
     """
     for module in EXTRA_MODULES[extra]:
-        if importlib.util.find_spec(module) is None:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a finder that refuses the name, a broken install
+            found = False
+        if not found:
             raise MissingExtraError(_message(what, module, extra))

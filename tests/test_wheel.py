@@ -1,6 +1,8 @@
 """The built wheel works without the checkout: demo and a national dry run from another folder.
 
 The demo is the main job (the README's command 1): its outputs and scores are checked here.
+The core install alone (no extras) runs ``s2scale upscale`` on the sample: there, every module
+of a distribution that the wheel's core requirements do not pull in is hidden.
 
 The wheel is built from this tree and installed into a fresh virtual environment; its
 dependencies come from the test environment's site-packages, added as a plain path (so the
@@ -10,12 +12,14 @@ interpreter, from a temporary folder, with ``PYTHONPATH`` cleared.
 
 from __future__ import annotations
 
+import email
 import json
 import os
 import site
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -28,15 +32,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def wheel_python(tmp_path_factory) -> Path:
+def wheel(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
          str(REPO), "-w", str(tmp / "dist")],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    (wheel,) = (tmp / "dist").glob("s2scale-*.whl")
-    venv = tmp / "venv"
+    (built,) = (tmp / "dist").glob("s2scale-*.whl")
+    return built
+
+
+def _venv(wheel: Path, venv: Path, hidden: frozenset[str] = frozenset()) -> Path:
+    """A venv with the wheel installed, the test environment's packages on its path, and
+    ``hidden`` top-level modules made unimportable."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     purelib = subprocess.run(
@@ -50,7 +59,97 @@ def wheel_python(tmp_path_factory) -> Path:
     )  # fmt: skip
     deps = [*site.getsitepackages(), sysconfig.get_paths()["purelib"]]
     Path(purelib, "_test_deps.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
+    if hidden:
+        Path(purelib, "_hide_extras.py").write_text(HIDE_MODULE.format(sorted(hidden)))
+        Path(purelib, "_hide_extras.pth").write_text("import _hide_extras\n")
     return python
+
+
+@pytest.fixture(scope="module")
+def wheel_python(wheel, tmp_path_factory) -> Path:
+    return _venv(wheel, tmp_path_factory.mktemp("venv") / "venv")
+
+
+HIDE_MODULE = """import sys
+
+HIDDEN = frozenset({})
+
+
+class HideExtras:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.partition(".")[0] in HIDDEN:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not in the core install)",
+                                      name=name)
+        return None
+
+
+sys.meta_path.insert(0, HideExtras())
+"""
+
+
+def _core_distributions(wheel: Path) -> set[str]:
+    """Installed distributions that the wheel's core requirements pull in, transitively."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    with zipfile.ZipFile(wheel) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        meta = email.message_from_bytes(zf.read(name))
+    todo = [(Requirement(r), "") for r in meta.get_all("Requires-Dist") or []]
+    seen: set[tuple[str, str]] = set()
+    core: set[str] = set()
+    while todo:
+        req, extra = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": extra}):
+            continue
+        dist_name = canonicalize_name(req.name)
+        for wanted in ("", *sorted(req.extras)):
+            if (dist_name, wanted) in seen:
+                continue
+            seen.add((dist_name, wanted))
+            try:
+                requires = metadata.distribution(req.name).requires or []
+            except metadata.PackageNotFoundError:
+                continue
+            core.add(dist_name)
+            todo.extend((Requirement(r), wanted) for r in requires)
+    return core
+
+
+def _top_level(dist) -> set[str]:
+    """Top-level import names of an installed distribution."""
+    names = set((dist.read_text("top_level.txt") or "").split())
+    for f in dist.files or []:
+        first = f.parts[0]
+        if len(f.parts) == 1 and first.endswith(".py"):
+            names.add(first[:-3])
+        elif len(f.parts) > 1 and first.isidentifier() and not first.endswith(".data"):
+            names.add(first)
+    return {n for n in names if n.isidentifier() and n != "__pycache__"}
+
+
+@pytest.fixture(scope="module")
+def core_python(wheel, tmp_path_factory) -> Path:
+    """The wheel with its core requirements only: other distributions' modules are hidden."""
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    core = _core_distributions(wheel)
+    kept: set[str] = set(sys.stdlib_module_names) | {"s2scale", "_distutils_hack", "pip"}
+    extra: set[str] = set()
+    for dist in metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"] or "")
+        (kept if name in core or name in ("s2scale", "pip", "setuptools") else extra).update(
+            _top_level(dist)
+        )
+    hidden = frozenset(extra - kept)
+    assert {"lpips", "stlpips_pytorch", "tensorboard", "IPython", "torchsummary"} <= hidden
+    assert "torch" not in hidden and "stackstac" not in hidden
+    return _venv(wheel, tmp_path_factory.mktemp("core") / "venv", hidden)
 
 
 def _run(python: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -111,3 +210,27 @@ def test_demo_and_dry_run_from_another_folder(wheel_python, tmp_path):
     summary = json.loads(plan.stdout)
     assert summary["units"] > 800 and 0 < summary["tasks_total"] <= 500_000
     assert not (tmp_path / "austria.zarr").exists()
+
+
+@pytest.mark.timeout(900)
+def test_core_install_alone_runs_upscale_on_the_sample(core_python, tmp_path):
+    """A GPU worker's install (no extras): the sample, then s2scale upscale with the default
+    model; commands that need an extra stop at once and name it."""
+    from s2scale.sim import SAMPLE_AOI
+
+    code = "import lpips"
+    proc = subprocess.run([str(core_python), "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0 and "not in the core install" in proc.stderr
+    sample = _run(core_python, tmp_path, "sample", "--out", "sample")
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    up = _run(core_python, tmp_path, "upscale", "--stac", "sample/catalog.json",
+              "--aoi", ",".join(map(str, SAMPLE_AOI)), "--datetime", "2024-06-01/2024-08-31",
+              "--out", "mosaic.zarr")  # fmt: skip
+    assert up.returncode == 0, up.stderr[-3000:]
+    report = json.loads(up.stdout)
+    assert report["regions_computed"] == report["regions"] > 0
+    ds = xr.open_zarr(tmp_path / "mosaic.zarr", consolidated=False)
+    assert ds["reflectance"].rio.crs.to_epsg() == 3035
+    assert (ds["reflectance"].values > 0).any()
+    demo = _run(core_python, tmp_path, "demo", "--out", "demo")
+    assert demo.returncode == 2 and "pip install 's2scale[eval]'" in demo.stderr
