@@ -284,21 +284,33 @@ def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
 
 
 def task_stream_summary(stream: list[dict]) -> dict:
-    """Share of the run's wall time each worker spent in model tasks, from a Dask task stream."""
-    spans: dict[str, list[tuple[float, float]]] = {}
+    """Busy share of each worker over the run, and its compute seconds per task prefix.
+
+    From a Dask task stream (``get_task_stream``). With ``to_zarr`` the model tasks may be
+    fused with the store's (prefix ``store-map`` or similar): the prefixes say what ran where.
+    """
+    busy: dict[str, float] = {}
+    by_prefix: dict[str, dict[str, float]] = {}
     t_lo, t_hi = float("inf"), 0.0
     for task in stream:
+        key = task["key"]
+        name = str(key[0] if isinstance(key, tuple) else key)
+        prefix = name.rsplit("-", 1)[0] if len(name.rsplit("-", 1)[-1]) == 32 else name
         for ss in task.get("startstops", ()):
             if ss["action"] != "compute":
                 continue
             t_lo, t_hi = min(t_lo, ss["start"]), max(t_hi, ss["stop"])
-            if "upscale" in str(task["key"]):
-                spans.setdefault(task["worker"], []).append((ss["start"], ss["stop"]))
+            seconds = ss["stop"] - ss["start"]
+            busy[task["worker"]] = busy.get(task["worker"], 0.0) + seconds
+            per = by_prefix.setdefault(task["worker"], {})
+            per[prefix] = per.get(prefix, 0.0) + seconds
     wall = max(t_hi - t_lo, 1e-9)
     return {
         "wall_s": round(wall, 2),
-        "model_busy_share_by_worker": {
-            w: round(sum(b - a for a, b in v) / wall, 3) for w, v in sorted(spans.items())
+        "busy_share_by_worker": {w: round(v / wall, 3) for w, v in sorted(busy.items())},
+        "compute_s_by_worker_and_task": {
+            w: {p: round(v, 2) for p, v in sorted(per.items(), key=lambda kv: -kv[1])[:6]}
+            for w, per in sorted(by_prefix.items())
         },
     }
 

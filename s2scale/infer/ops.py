@@ -449,17 +449,29 @@ def process_block(
             mask = valid[k : height - k, k : width - k]
         inner = x[:, k : height - k, k : width - k]
         ih, iw = inner.shape[1:]
-        pad = (-ih % align, -iw % align)
+        # mirrored context beyond the network's halo only feeds the projection, which skips
+        # mirrored sides: the network does not run there (its output there is trimmed)
+        ct, cb, cl, cr = (max(int(e) - k - halo_px, 0) // align * align for e in edges)
+        if ct + cb >= ih or cl + cr >= iw:
+            ct = cb = cl = cr = 0
+        net_in = inner[:, ct : ih - cb, cl : iw - cr]
+        nh, nw = net_in.shape[1:]
+        pad = (-nh % align, -nw % align)
+        net_mask = None if mask is None else mask[ct : ih - cb, cl : iw - cr]
         if any(pad):
-            inner_p = torch.nn.functional.pad(inner, (0, pad[1], 0, pad[0]))
-            mask = None if mask is None else torch.nn.functional.pad(mask, (0, pad[1], 0, pad[0]))
-        else:
-            inner_p = inner
+            net_in = torch.nn.functional.pad(net_in, (0, pad[1], 0, pad[0]))
+            if net_mask is not None:
+                net_mask = torch.nn.functional.pad(net_mask, (0, pad[1], 0, pad[0]))
     with _stage("network", dev, timed):
-        sr = blend_tiles(
-            inner_p, forward, scale=scale, tile_px=tile_px, overlap_px=overlap_px,
-            halo_px=halo_px, batch_size=batch_size, align=align, mask=mask,
-        )[:, : ih * scale, : iw * scale]  # fmt: skip
+        sr_net = blend_tiles(
+            net_in, forward, scale=scale, tile_px=tile_px, overlap_px=overlap_px,
+            halo_px=halo_px, batch_size=batch_size, align=align, mask=net_mask,
+        )[:, : nh * scale, : nw * scale]  # fmt: skip
+        if (ct, cb, cl, cr) == (0, 0, 0, 0):
+            sr = sr_net
+        else:
+            sr = torch.zeros((c, ih * scale, iw * scale), dtype=torch.float32, device=dev)
+            sr[:, ct * scale : (ih - cb) * scale, cl * scale : (iw - cr) * scale] = sr_net
     with _stage("projection", dev, timed):
         if projection is not None:
             top, bottom, left, right = (max(int(e) - k, 0) for e in edges)

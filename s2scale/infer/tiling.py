@@ -376,7 +376,8 @@ def tile_process(
         LR px of the block, ``(top, bottom, left, right)``, that mirror its own pixels because the
         source array ended there (``numpy.pad`` ``"symmetric"``, Dask's ``boundary="reflect"``).
         The projection runs on the block without them (its filters mirror at that edge), and
-        their output is the raw network's (the caller trims them).
+        the network runs only on the ``halo_px`` of them next to the real pixels (the rest of
+        their output is 0; the caller trims them).
 
     Returns
     -------
