@@ -266,11 +266,14 @@ def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
     p = setup.predictor
     size = image.shape[1]
     chunk = min(args.split_chunk_px, size)
-    n_chunks = -(-size // chunk)
-    inner = chunk + 2 * (setup.halo_px - p.context_px)  # the network's input per chunk
+    starts = list(range(0, size, chunk))
+    ring = setup.halo_px - p.context_px  # network halo + the projection's reach
+    # the network's input per chunk along one axis: its halo alone on a side where the array ends
+    lengths = [min(chunk, size - a) + (p.halo_px if a == 0 else ring)
+               + (p.halo_px if a + chunk >= size else ring) for a in starts]  # fmt: skip
     tile = p.tile_px or default_tile_px("cpu")
-    net_px = n_chunks**2 * network_px((inner, inner), tile, p.overlap_px, p.halo_px,
-                                      setup.align)  # fmt: skip
+    net_px = sum(network_px((ly, lx), tile, p.overlap_px, p.halo_px, setup.align)
+                 for ly in lengths for lx in lengths)  # fmt: skip
     return {
         "threads": 1, "bare_network_mpx_s": round(bare, 4), "bare_tile": args.bare_tile,
         "end_to_end_mpx_s": round(e2e, 4), "pipeline_mpx_s_per_core": round(pipe, 3),
