@@ -34,6 +34,7 @@ from scipy.ndimage import distance_transform_edt
 import s2scale
 from s2scale.config import InferConfig
 from s2scale.evaluate.data import colocated_images
+from s2scale.infer import prepare_model
 from s2scale.metrics import psnr
 
 RING_PX = 10
@@ -69,7 +70,7 @@ def main() -> None:
     root = Path(os.environ.get("S2SCALE_SHARED_DATA", "../shared/data")) / "worldstrat"
     t0 = time.perf_counter()
     images, info = colocated_images(root, splits=("val",))
-    setup = s2scale.infer.prepare_model(args.model, bands=4, device="cpu")
+    setup = prepare_model(args.model, bands=4, device="cpu")
     reach = setup.predictor.fill_radius_px
     variants = {
         "fill": {},
