@@ -6,13 +6,16 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from cluster_procs import NO_FUSE_ENV, ProcessCluster
 from test_cluster_job import _config
+from test_pipeline_upscale import _chunk_bytes, _done
 
 from s2scale.deploy.render import SECRET_KEYS_ENV, SECRET_NAME_ENV, tls_env
 
@@ -71,8 +74,8 @@ def cluster(tls_dir):
         yield procs
 
 
-def _runner(cluster, tls_dir, config: Path, store: Path, **env: str) -> subprocess.CompletedProcess:
-    """``s2scale deploy retry -- s2scale upscale ... --cluster auto`` as the runner pod runs it."""
+def _runner_cmd(cluster, tls_dir, config: Path, store: Path, **env: str) -> tuple[list, dict]:
+    """``s2scale deploy retry -- s2scale upscale ... --cluster auto`` and the runner pod's env."""
     full = {
         **os.environ,
         **tls_env("client", str(tls_dir)),
@@ -87,6 +90,12 @@ def _runner(cluster, tls_dir, config: Path, store: Path, **env: str) -> subproce
     s2 = [sys.executable, "-m", "s2scale.cli"]
     cmd = [*s2, "deploy", "retry", "--attempts=2", "--delay-s=1", "--",
            *s2, "upscale", f"--config={config}", f"--out={store}", "--cluster=auto"]  # fmt: skip
+    return cmd, full
+
+
+def _runner(cluster, tls_dir, config: Path, store: Path, **env: str) -> subprocess.CompletedProcess:
+    """Run the runner's command to its end."""
+    cmd, full = _runner_cmd(cluster, tls_dir, config, store, **env)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=full)
 
 
@@ -112,15 +121,22 @@ def test_a_missing_credential_stops_the_runner_before_any_pixel(
     assert not store.exists()
 
 
+@pytest.fixture(scope="module")
+def tls_reference(cluster, tls_dir, sample, tiny_ckpt, tmp_path_factory):
+    """An undisturbed runner over TLS: its report and the chunk bytes of its mosaic."""
+    tmp = tmp_path_factory.mktemp("tls-ref")
+    store = tmp / "mosaic.zarr"
+    out = _runner(cluster, tls_dir, _config(tmp, sample, tiny_ckpt), store)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout), _chunk_bytes(store)
+
+
 def test_the_runner_completes_over_tls_and_model_tasks_stay_on_the_gpu_worker(
-    cluster, tls_dir, sample, tiny_ckpt, tmp_path
+    cluster, tls_reference
 ):
     from s2scale.infer import forward_count
 
-    store = tmp_path / "mosaic.zarr"
-    out = _runner(cluster, tls_dir, _config(tmp_path, sample, tiny_ckpt), store)
-    assert out.returncode == 0, out.stderr[-3000:]
-    report = json.loads(out.stdout)
+    report, _ = tls_reference
     assert report["regions_failed"] == []
     # a failed attempt rerun by `deploy retry` resumes: computed + reused make the whole
     assert report["regions_computed"] + report["regions_reused"] == report["units"]
@@ -129,3 +145,36 @@ def test_the_runner_completes_over_tls_and_model_tasks_stay_on_the_gpu_worker(
         workers = client.scheduler_info(n_workers=-1)["workers"]
     by_name = {str(w["name"]): counts[addr] for addr, w in workers.items()}
     assert by_name["gpu"] > 0 and by_name["io"] == 0
+
+
+def test_a_killed_runner_and_a_killed_gpu_worker_resume_to_identical_bytes(
+    cluster, tls_dir, tls_reference, sample, tiny_ckpt, tmp_path
+):
+    """The runner pod and the GPU worker die mid-run; a new runner resumes over TLS."""
+    _, expected = tls_reference
+    store = tmp_path / "mosaic.zarr"
+    config = _config(tmp_path, sample, tiny_ckpt)
+    cmd, env = _runner_cmd(cluster, tls_dir, config, store)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while _done(store) < 1 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        done_at_kill = _done(store)
+        assert proc.poll() is None and 1 <= done_at_kill < 9, (done_at_kill, proc.poll())
+        os.killpg(proc.pid, signal.SIGKILL)  # the runner and its upscale child, as on eviction
+        proc.wait(timeout=30)
+        cluster.kill_worker("gpu")
+        cluster.start_worker({"name": f"gpu-{time.monotonic_ns()}", "resources": {"GPU": 1}})
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert _done(store) < 9
+    out = _runner(cluster, tls_dir, config, store)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["regions_failed"] == [] and report["regions_reused"] >= done_at_kill
+    assert report["regions_computed"] + report["regions_reused"] == report["units"] == 9
+    assert _chunk_bytes(store) == expected
