@@ -155,7 +155,7 @@ def test_a_killed_runner_and_a_killed_gpu_worker_resume_to_identical_bytes(
     store = tmp_path / "mosaic.zarr"
     config = _config(tmp_path, sample, tiny_ckpt)
     cmd, env = _runner_cmd(cluster, tls_dir, config, store)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 180
