@@ -103,6 +103,17 @@ class ClusterConfig:
     """Container image of scheduler and workers (``kubernetes``)."""
     k8s_gpus_per_worker: int = 1
     """``nvidia.com/gpu`` limit per worker pod (``kubernetes``)."""
+    k8s_priority_class: str | None = None
+    """``priorityClassName`` of the job's pods (``s2scale deploy render``; its
+    ``--priority-class`` overrides it)."""
+    k8s_image_pull_secrets: tuple[str, ...] = ()
+    """Secrets to pull the images with (``deploy render``; ``--image-pull-secret`` overrides)."""
+    k8s_gpu_node_selector: tuple[str, ...] = ()
+    """``KEY=VALUE`` node labels GPU workers must have (``deploy render``;
+    ``--gpu-node-selector`` overrides)."""
+    k8s_gpu_affinity: tuple[str, ...] = ()
+    """``KEY=VALUE[,VALUE...]`` required node affinity of GPU workers, e.g.
+    ``nvidia.com/gpu.product=NVIDIA-H200`` (``deploy render``; ``--gpu-affinity`` overrides)."""
     units_in_flight: int | None = None
     """Work units whose graphs are on the cluster at once (default: 2 per GPU worker)."""
     unit_retries: int = 2
@@ -111,6 +122,11 @@ class ClusterConfig:
     """How long a run waits with no workers (or no scheduler) before it fails."""
 
     def __post_init__(self) -> None:
+        for name in ("k8s_image_pull_secrets", "k8s_gpu_node_selector", "k8s_gpu_affinity"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = (value,)
+            object.__setattr__(self, name, tuple(str(v) for v in value))
         if self.kind not in CLUSTER_KINDS and "://" not in self.kind:
             raise ConfigError(
                 f"cluster kind {self.kind!r} is unknown; choose one of "

@@ -215,17 +215,23 @@ def render(out: Path, validate: bool, **kwargs: Any) -> None:
         "backoff_limit": o["backoff_limit"],
         "models_claim": o["models_claim"],
         "small_aoi": o["small_aoi"],
-        "gpu_node_selector": tuple(parse_node_selector(v) for v in o["gpu_node_selector"]),
+        # scheduling options: the command line's, else the run config's cluster section
+        "gpu_node_selector": tuple(
+            parse_node_selector(v)
+            for v in (o["gpu_node_selector"] or cfg.cluster.k8s_gpu_node_selector)
+        ),
         "gpu_tolerations": tuple(parse_toleration(v) for v in o["gpu_toleration"]),
-        "gpu_affinity": tuple(parse_affinity(v) for v in o["gpu_affinity"]),
-        "image_pull_secrets": tuple(o["image_pull_secret"]),
+        "gpu_affinity": tuple(
+            parse_affinity(v) for v in (o["gpu_affinity"] or cfg.cluster.k8s_gpu_affinity)
+        ),
+        "image_pull_secrets": tuple(o["image_pull_secret"] or cfg.cluster.k8s_image_pull_secrets),
         "secret_keys": tuple(k for k in o["secret_key"] if k) if o["secret_key"] else None,
         "idle_timeout_s": o["idle_timeout_s"],
         "tls": o["tls"],
         "tls_secret": o["tls_secret"],
         "operator_namespace": o["operator_namespace"],
         "metrics_namespace": o["metrics_namespace"],
-        "priority_class": o["priority_class"],
+        "priority_class": o["priority_class"] or cfg.cluster.k8s_priority_class,
     }
     deploy_cfg = DeployConfig(**{k: v for k, v in given.items() if v is not None})
     if o["plan_json"] is not None and o["deadline_hours"] is not None:

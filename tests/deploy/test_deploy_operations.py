@@ -207,6 +207,38 @@ def test_scheduling_options_reach_the_pods():
     assert "affinity" not in pods["scheduler"]["spec"]
 
 
+def test_scheduling_options_come_from_the_run_config_and_the_command_line_wins(tmp_path):
+    import yaml
+
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "catalog: {stac: 'https://earth-search.aws.element84.com/v1', aoi: austria}\n"
+        "cluster:\n"
+        "  k8s_priority_class: batch-low\n"
+        "  k8s_image_pull_secrets: [regcred]\n"
+        "  k8s_gpu_node_selector: ['pool=gpu']\n"
+        "  k8s_gpu_affinity: ['nvidia.com/gpu.product=NVIDIA-H200']\n"
+    )
+    args = ["deploy", "render", "--config", str(config), "--no-validate", "--workers", "2"]
+
+    def pods(out, *extra):
+        res = CliRunner().invoke(main, [*args, "--out", str(out), *extra])
+        assert res.exit_code == 0, res.output
+        base = yaml.safe_load((out / "base/daskjob.yaml").read_text())
+        job = base["spec"]["job"]["spec"]
+        cluster = base["spec"]["cluster"]["spec"]
+        return job, cluster["worker"]["spec"]
+
+    job, worker = pods(tmp_path / "a")
+    assert job["priorityClassName"] == "batch-low" == worker["priorityClassName"]
+    assert job["imagePullSecrets"] == [{"name": "regcred"}]
+    assert worker["nodeSelector"]["pool"] == "gpu"
+    terms = worker["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["NVIDIA-H200"]
+    job, worker = pods(tmp_path / "b", "--priority-class", "batch-high")
+    assert job["priorityClassName"] == "batch-high" == worker["priorityClassName"]
+
+
 def test_a_cpu_device_is_refused_for_kubernetes():
     import pytest
 
