@@ -36,6 +36,16 @@ def _config(tmp_path: Path, sample, ckpt) -> Path:
     return path
 
 
+def wait_mid_run(proc: subprocess.Popen, store: Path, units: int = 9) -> int:
+    """Wait until ``proc`` has written some but not all regions of ``store``; the count."""
+    deadline = time.monotonic() + 180
+    while _done(store) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    done = _done(store)
+    assert proc.poll() is None and 1 <= done < units, (done, proc.poll())
+    return done
+
+
 def _command(config: Path, store: Path, address: str) -> list[str]:
     return [
         sys.executable,
@@ -86,11 +96,7 @@ def test_a_worker_killed_mid_run_changes_nothing(reference, cluster, sample, tin
     with log.open("w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 180
-        while _done(store) < 1 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        done_at_kill = _done(store)
-        assert proc.poll() is None and 1 <= done_at_kill < 9, (done_at_kill, proc.poll())
+        wait_mid_run(proc, store)
         cluster.kill_worker("w0")
         _, err = proc.communicate(timeout=240)
     finally:

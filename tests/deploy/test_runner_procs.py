@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from cluster_procs import NO_FUSE_ENV, ProcessCluster
-from test_cluster_job import _config
+from test_cluster_job import _config, wait_mid_run
 from test_pipeline_upscale import _chunk_bytes, _done
 
 from s2scale.deploy.render import SECRET_KEYS_ENV, SECRET_NAME_ENV, tls_env
@@ -158,11 +158,7 @@ def test_a_killed_runner_and_a_killed_gpu_worker_resume_to_identical_bytes(
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
-        while _done(store) < 1 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        done_at_kill = _done(store)
-        assert proc.poll() is None and 1 <= done_at_kill < 9, (done_at_kill, proc.poll())
+        done_at_kill = wait_mid_run(proc, store)
         os.killpg(proc.pid, signal.SIGKILL)  # the runner and its upscale child, as on eviction
         proc.wait(timeout=30)
         cluster.kill_worker("gpu")
