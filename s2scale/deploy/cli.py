@@ -306,7 +306,7 @@ def plan(
     """Print GPUs x hours of the run from its plan and the throughput benchmark records."""
     from s2scale.deploy.sizing import format_plan, plan_gpu_hours
     from s2scale.errors import ConfigError
-    from s2scale.pipeline.run import THROUGHPUT_RECORDS_ENV
+    from s2scale.pipeline.estimate import THROUGHPUT_RECORDS_ENV
 
     run_opts, _ = _split_run_options(kwargs)
     cfg = run_config(run_opts)

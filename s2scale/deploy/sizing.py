@@ -11,11 +11,7 @@ linearly (the measured scaling of the work units is close to linear; see ``READM
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,25 +79,6 @@ def select_records(folder: str | Path, device: str | None = None) -> list[Path]:
     return chosen
 
 
-@contextlib.contextmanager
-def _records_only(paths: list[Path]) -> Iterator[None]:
-    """Point the dry run's record folder at exactly ``paths`` while the block runs."""
-    from s2scale.pipeline.run import THROUGHPUT_RECORDS_ENV
-
-    previous = os.environ.get(THROUGHPUT_RECORDS_ENV)
-    with tempfile.TemporaryDirectory(prefix="s2scale-records-") as tmp:
-        for p in paths:
-            (Path(tmp) / p.name).symlink_to(p.resolve())
-        os.environ[THROUGHPUT_RECORDS_ENV] = tmp
-        try:
-            yield
-        finally:
-            if previous is None:
-                os.environ.pop(THROUGHPUT_RECORDS_ENV, None)
-            else:
-                os.environ[THROUGHPUT_RECORDS_ENV] = previous
-
-
 def plan_gpu_hours(
     cfg: RunConfig,
     *,
@@ -141,8 +118,7 @@ def plan_gpu_hours(
 
     if gpus < 1:
         raise ConfigError(f"gpus={gpus} must be at least 1")
-    with _records_only(select_records(records, device)):
-        _, report = plan_upscale(cfg, from_cube=from_cube)
+    _, report = plan_upscale(cfg, from_cube=from_cube, records=select_records(records, device))
     estimate = report["estimated_gpu_time"]
     if estimate.get("seconds") is None:
         raise ConfigError(f"no GPU-time estimate: {estimate.get('note')}")

@@ -24,6 +24,7 @@ from s2scale.config import RunConfig
 from s2scale.errors import ClusterError, ConfigError
 from s2scale.grid import TargetGrid
 from s2scale.pipeline.common import redact, run_search, timed
+from s2scale.pipeline.estimate import Records, estimate_gpu_seconds
 from s2scale.pipeline.plan import (
     CubeUnit,
     Plan,
@@ -66,8 +67,14 @@ def _client(cfg: RunConfig, client: Any, timings: dict[str, float]) -> tuple[Any
     return client, True
 
 
-def plan_upscale(cfg: RunConfig, *, from_cube: str | Path | None = None) -> tuple[Plan, dict]:
-    """Search (or open the composite store) and plan; returns the plan and the dry-run report."""
+def plan_upscale(
+    cfg: RunConfig, *, from_cube: str | Path | None = None, records: Records | None = None
+) -> tuple[Plan, dict]:
+    """Search (or open the composite store) and plan; returns the plan and the dry-run report.
+
+    ``records``: throughput records for the GPU-time estimate (a folder or files; default the
+    folder in ``$S2SCALE_THROUGHPUT_RECORDS``, :mod:`s2scale.pipeline.estimate`).
+    """
     timings: dict[str, float] = {}
     store = cubestore.open_cube_store(from_cube) if from_cube else None
     with timed("search", timings):
@@ -76,8 +83,8 @@ def plan_upscale(cfg: RunConfig, *, from_cube: str | Path | None = None) -> tupl
         plan = build_plan(cfg, result, store=store)
         tasks = count_tasks(plan, _reader(plan))
     report = plan.to_json(tasks)
-    report["estimated_gpu_time"] = _estimate_gpu_seconds(
-        cfg.infer.model, report["output_pixels"], cfg.infer.device
+    report["estimated_gpu_time"] = estimate_gpu_seconds(
+        cfg.infer.model, report["output_pixels"], cfg.infer.device, records=records
     )
     report["timings_s"] = timings
     return plan, report
@@ -228,58 +235,6 @@ def _template(grid: TargetGrid, chunk_px: int) -> xr.DataArray:
     y, x = grid.coords()
     arr = xr.DataArray(data, dims=("band", "y", "x"), coords={"band": list(BANDS), "y": y, "x": x})
     return arr.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-
-
-THROUGHPUT_RECORDS_ENV = "S2SCALE_THROUGHPUT_RECORDS"
-"""Folder of ``throughput-*.json`` benchmark records used for dry-run time estimates."""
-
-
-def _plan_device_kinds(device: str) -> tuple[str, ...]:
-    """Record device kinds that fit ``infer.device``, best first (``auto`` prefers a GPU record)."""
-    return {"cuda": ("cuda",), "cpu": ("cpu",)}.get(device, ("cuda", "cpu"))
-
-
-def _estimate_gpu_seconds(
-    model: str, out_pixels: int, device: str = "auto"
-) -> dict[str, Any]:
-    """Model time estimate from the newest throughput record for ``model`` on ``device``.
-
-    Records come from ``benchmarks/bench_throughput.py``; point :data:`THROUGHPUT_RECORDS_ENV`
-    at their folder (e.g. ``benchmarks/results`` of a checkout). Nothing is read otherwise. Only
-    records measured on the kind of device the run asks for count (``infer.device``; ``auto``
-    takes a CUDA record where there is one, else a CPU record, and says which).
-    """
-    import json
-    import os
-
-    from s2scale.models.spec import model_name
-
-    folder = os.environ.get(THROUGHPUT_RECORDS_ENV)
-    if not folder:
-        return {"seconds": None, "note": f"set {THROUGHPUT_RECORDS_ENV} to a folder of "
-                "throughput-*.json benchmark records for an estimate"}  # fmt: skip
-    results = Path(folder)
-    records = sorted(results.glob("throughput-*.json")) if results.is_dir() else []
-    kinds = _plan_device_kinds(device)
-    for kind in kinds:
-        for path in reversed(records):
-            rec = json.loads(path.read_text())
-            res = rec.get("results", {})
-            if res.get("device", "cpu") != kind:
-                continue
-            entry = res.get(model_name(model))
-            if entry and entry.get("end_to_end_mpx_s"):
-                mpx_s = float(entry["end_to_end_mpx_s"])
-                return {
-                    "seconds": round(out_pixels / 1e6 / mpx_s, 1),
-                    "mpx_per_s": mpx_s,
-                    "device_kind": kind,
-                    "device": res.get("device_name")
-                    or ", ".join(rec.get("machine", {}).get("gpus", []) or ["cpu"]),
-                    "record": path.name,
-                }
-    return {"seconds": None, "note": f"no throughput record for {model!r} on "
-            f"{' or '.join(kinds)} under {results}"}  # fmt: skip
 
 
 def _export(cfg: RunConfig, store: Path, grid: TargetGrid) -> dict[str, Any]:
