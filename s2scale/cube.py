@@ -28,7 +28,7 @@ from shapely.geometry import shape
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
 from s2scale.grid import AOI, Bounds, target_grid
 from s2scale.items import Scene
-from s2scale.sentinel2 import BANDS, MASK_BAND
+from s2scale.sentinel2 import BANDS, MASK_BAND, RESOLUTION_M
 
 __all__ = [
     "INVALID_SCL",
@@ -48,9 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-RESOLUTION_M = 10.0
-"""Grid of the cubes: the 10 m bands."""
 
 INVALID_SCL: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
 """SCL classes masked out: no data, saturated/defective, cloud shadow, cloud medium and high

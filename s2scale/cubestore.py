@@ -33,6 +33,7 @@ from affine import Affine
 from s2scale.config import diff_entries
 from s2scale.errors import GridMismatchError, ReadError
 from s2scale.grid import Bounds
+from s2scale.sentinel2 import RESOLUTION_M
 
 __all__ = ["CubeStore", "ZoneSpec", "create_cube_store", "open_cube_store", "write_cube_region"]
 
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 _FORMAT = "s2scale.cube/1"
 _META = "_s2scale"
-RESOLUTION_M = 10.0
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,9 @@ BOA_ADD_OFFSET = 1000
 DN_SCALE = 10000.0
 """Harmonised DN per unit reflectance."""
 
+RESOLUTION_M = 10.0
+"""Pixel size of the 10 m bands (B02, B03, B04, B08): the input grid of every zone."""
+
 
 def to_dn(refl: np.ndarray, offset: int = 0) -> np.ndarray:
     """Reflectance to uint16 DN ``round(refl * 10000) + offset``, clipped to ``1..65535``.

@@ -22,7 +22,7 @@ import xarray as xr
 from affine import Affine
 
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
-from s2scale.sentinel2 import BANDS, to_dn
+from s2scale.sentinel2 import BANDS, DN_SCALE, to_dn
 
 __all__ = [
     "EvalImage",
@@ -77,8 +77,8 @@ def _to_dn(values: np.ndarray, nodata: float | None, dn_scale: float | None) -> 
     invalid = ~np.isfinite(arr) if arr.dtype.kind == "f" else np.zeros(arr.shape, bool)
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
         invalid |= arr == nodata
-    scale = dn_scale if dn_scale is not None else (10000.0 if arr.dtype.kind == "f" else 1.0)
-    refl = np.where(invalid, np.nan, np.asarray(arr, np.float64) * (scale / 10000.0))
+    scale = dn_scale if dn_scale is not None else (DN_SCALE if arr.dtype.kind == "f" else 1.0)
+    refl = np.where(invalid, np.nan, np.asarray(arr, np.float64) * (scale / DN_SCALE))
     refl = np.where(refl > 0, refl, np.nan)  # 0 and negative DN are no data in s2scale
     dn = to_dn(refl)
     return np.where(np.any(dn == 0, axis=0, keepdims=True), 0, dn).astype(np.uint16)
@@ -160,7 +160,7 @@ def read_raster(
         if k > 1:
             from s2scale.pairs import area_downsample
 
-            refl = area_downsample(np.where(dn > 0, dn / 10000.0, np.nan), k)
+            refl = area_downsample(np.where(dn > 0, dn / DN_SCALE, np.nan), k)
             dn = to_dn(refl)
             transform = transform * Affine.scale(k)
             notes.append(f"area-averaged {k}x{k} to {pixel_m} m")
@@ -274,7 +274,7 @@ def _wald_lr(hr_dn: np.ndarray, scale: int) -> np.ndarray:
     """LR DN from HR DN by the nominal Sentinel-2 degradation; no data spreads to its LR pixels."""
     from s2scale.degradation import degrade_nominal
 
-    refl = np.where(np.all(hr_dn > 0, axis=0), hr_dn / 10000.0, np.nan)
+    refl = np.where(np.all(hr_dn > 0, axis=0), hr_dn / DN_SCALE, np.nan)
     return to_dn(degrade_nominal(refl, scale))
 
 
@@ -346,7 +346,7 @@ def patch_images(
                 f"take {list(BANDS)}"
             )
         norm = Normalization.coerce(attrs.get("normalization") or {})
-        if norm.offset != 0 or norm.scale != 10000:
+        if norm.offset != 0 or norm.scale != DN_SCALE:
             raise GridMismatchError(
                 f"patch store {str(store)!r} stores DN with normalization {norm.to_dict()}; "
                 "s2scale.evaluate needs harmonised DN (offset 0, scale 10000)"
@@ -465,7 +465,7 @@ def mosaic_images(
             f"pass a reference at {res_m:g} m (full reference) or {res_m * scale:g} m (its input)"
         )
     on_grid = ref_da.rio.reproject_match(target, resampling=Resampling.bilinear, nodata=np.nan)
-    dn = to_dn(np.asarray(on_grid.values, np.float64) / 10000.0)
+    dn = to_dn(np.asarray(on_grid.values, np.float64) / DN_SCALE)
     dn = np.where(np.any(dn == 0, axis=0, keepdims=True), 0, dn).astype(np.uint16)
     if not (dn > 0).any():
         raise GridMismatchError(

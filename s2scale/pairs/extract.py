@@ -24,8 +24,9 @@ from s2scale.grid import Bounds, TargetGrid
 from s2scale.pairs.config import PairsConfig
 from s2scale.pairs.kernels import SPLITS, location_splits, study_pairs
 from s2scale.pairs.ortho import OrthoInfo, OrthoWindow, nested_grid, read_ortho_window, render_hr
-from s2scale.pairs.scenes import LR_RESOLUTION_M, Observation, survey_observations
+from s2scale.pairs.scenes import Observation, survey_observations
 from s2scale.pairs.store import PairStore
+from s2scale.sentinel2 import RESOLUTION_M
 
 __all__ = [
     "PAIR_KIND",
@@ -68,7 +69,7 @@ class GroupSpec:
     @property
     def grid(self) -> TargetGrid:
         """The LR window's 10 m grid."""
-        return TargetGrid(f"EPSG:{self.epsg}", LR_RESOLUTION_M, self.bounds)
+        return TargetGrid(f"EPSG:{self.epsg}", RESOLUTION_M, self.bounds)
 
     @property
     def scene_ids(self) -> list[str]:
@@ -181,7 +182,7 @@ def extract_group(
             window,
             hr_grid,
             offset,
-            lr_resolution_m=LR_RESOLUTION_M,
+            lr_resolution_m=RESOLUTION_M,
             mean_filter_m=cfg.mean_filter_m,
         )
 
@@ -230,7 +231,7 @@ def extract_group(
         "bands": list(spec.bands),
         "clear_fraction": round(float((lr > 0).all(0).mean()), 4),
         "offset_lr_px": [round(dy, 4), round(dx, 4)],
-        "offset_m": [round(dx * LR_RESOLUTION_M, 3), round(-dy * LR_RESOLUTION_M, 3)],
+        "offset_m": [round(dx * RESOLUTION_M, 3), round(-dy * RESOLUTION_M, 3)],
         "radiometry": pairs.radiometry,
         "candidates": pairs.counts["candidates"],
         "dropped": {

@@ -31,6 +31,7 @@ from s2scale.errors import ConfigError
 from s2scale.grid import Bounds, TargetGrid, utm_zone_of
 from s2scale.items import Scene
 from s2scale.pairs.ortho import OrthoInfo
+from s2scale.sentinel2 import RESOLUTION_M
 
 __all__ = [
     "Observation",
@@ -42,9 +43,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-LR_RESOLUTION_M = 10.0
-"""Pixel size of the Sentinel-2 bands that the pairs use."""
 
 
 @dataclass(frozen=True)
@@ -280,7 +278,7 @@ def survey_observations(
     if not observations:
         return []
     epsg = observations[0].epsg
-    grid = TargetGrid(f"EPSG:{epsg}", LR_RESOLUTION_M, bounds)
+    grid = TargetGrid(f"EPSG:{epsg}", RESOLUTION_M, bounds)
     mask = footprint_mask(ortho, grid)
     out: list[dict[str, Any]] = []
     accepted = 0

@@ -39,7 +39,7 @@ from s2scale.infer.tiling import default_tile_px
 from s2scale.items import Scene
 from s2scale.mosaic import Region, SourceGrid, region_windows
 from s2scale.mosaic.graph import SourceMeta, Window
-from s2scale.sentinel2 import BANDS
+from s2scale.sentinel2 import BANDS, RESOLUTION_M
 
 if TYPE_CHECKING:
     from s2scale.infer import ModelSetup
@@ -57,7 +57,6 @@ __all__ = [
     "plan_zones",
 ]
 
-RESOLUTION_M = cube.RESOLUTION_M
 
 
 @dataclass(frozen=True)
