@@ -377,7 +377,7 @@ def tile_process(
         source array ended there (``numpy.pad`` ``"symmetric"``, Dask's ``boundary="reflect"``).
         The projection runs on the block without them (its filters mirror at that edge), and
         the network runs only on the ``halo_px`` of them next to the real pixels (the rest of
-        their output is 0; the caller trims them).
+        their output is not computed; the caller trims them).
 
     Returns
     -------

@@ -14,7 +14,9 @@ from s2scale.infer.tiling import (
     blend_weights,
     default_halo_px,
     feather_1d,
+    fit_tile_px,
     input_multiple,
+    network_px,
     tile_process,
     tile_starts,
     valid_mask,
@@ -192,3 +194,30 @@ def test_default_halos_cover_every_generator():
     assert all(default_halo_px(n) % input_multiple(n, 2) == 0 for n in GENERATORS)
     with pytest.raises(ConfigError, match="pass halo_px"):
         default_halo_px("nope")
+
+
+def test_sub_tiles_overlap_by_the_overlap_only():
+    # three 512 px tiles over a 1,116 px block used to overlap by 210 px; fitted tiles by 48
+    starts = tile_starts(1116, fit_tile_px(1116, 512, 48), 48)
+    assert len(starts) == 3 and fit_tile_px(1116, 512, 48) == 404
+    assert max(a + 404 - b for a, b in itertools.pairwise(starts)) <= 48 + 1
+    assert network_px((1116, 1116), 2048, 48) == 1116 * 1116  # one tile: no overlap at all
+    assert network_px((1116, 1116), 512, 48) < 1.2 * 1116 * 1116
+
+
+def test_the_network_skips_mirrored_context_beyond_its_halo():
+    block = field((1, 60, 60), 4)
+    seen = []
+
+    def predict(tiles):
+        seen.append(tiles.shape[-2:])
+        return tiles.repeat(2, axis=-2).repeat(2, axis=-1)
+
+    kw = dict(scale=2, tile_px=100, overlap_px=4, halo_px=2)
+    out = tile_process(block, predict, edges=(10, 0, 10, 0), **kw)
+    assert seen == [(52, 52)]  # 8 of the 10 mirrored px on top and left are not computed
+    np.testing.assert_array_equal(out[:, 16:, 16:], nn_upsample(block)[:, 16:, 16:])
+    assert (out[:, :16, :] <= 1).all() and (out[:, :, :16] <= 1).all()  # not computed: trimmed
+    seen.clear()
+    tile_process(block, predict, **kw)
+    assert seen == [(60, 60)]
