@@ -186,6 +186,8 @@ class ProjectionKernels:
             np.stack([np.convolve(k, box) for k in self.psf.numpy().astype(np.float64)])
         ).float()
         """The PSF followed by the ``scale``-sample mean (length ``L + scale - 1``)."""
+        self.phases, self.phase_offset = _phase_kernels(self.psf, self.scale)
+        """``D^T``'s replicate-then-PSF in polyphase form (:func:`_phase_kernels`)."""
         self.inverse = _as_kernels(inverse)
         """The truncated inverse filter of ``D D^T`` per band."""
         self.lowpass: torch.Tensor | None = None
@@ -250,14 +252,14 @@ def _phase_kernels(psf: torch.Tensor, scale: int) -> tuple[torch.Tensor, int]:
     h = torch.zeros((scale, c, taps), dtype=psf.dtype)
     for p in range(scale):
         for k in range(length):
-            h[p, :, (p + k - r) // scale - d0] += psf[:, k].cpu()
-    return h.to(psf.device), d0
+            h[p, :, (p + k - r) // scale - d0] += psf[:, k]
+    return h, d0
 
 
-def _replicate_correlate(x: torch.Tensor, psf: torch.Tensor, scale: int, dim: int) -> torch.Tensor:
-    """``correlate(x.repeat_interleave(scale, dim), psf, dim)`` without the replicated array."""
-    h, d0 = _phase_kernels(psf, scale)
-    phases = [correlate(x, h[p], dim, pad=-d0) for p in range(scale)]
+def _replicate_correlate(x: torch.Tensor, k: ProjectionKernels, dim: int) -> torch.Tensor:
+    """``correlate(x.repeat_interleave(scale, dim), k.psf, dim)`` without the replicated array."""
+    scale, d0 = k.scale, k.phase_offset
+    phases = [correlate(x, k.phases[p], dim, pad=-d0) for p in range(scale)]
     out = torch.stack(phases, dim=dim % x.ndim + 1)
     shape = list(x.shape)
     shape[dim] *= scale
@@ -267,8 +269,8 @@ def _replicate_correlate(x: torch.Tensor, psf: torch.Tensor, scale: int, dim: in
 def _adjoint(res: torch.Tensor, k: ProjectionKernels) -> torch.Tensor:
     """``D^T res``: replicate each LR pixel ``scale x scale`` times / ``scale**2``, then the PSF."""
     s = k.scale
-    up = _replicate_correlate(res, k.psf, s, -2)
-    return _replicate_correlate(up, k.psf, s, -1) / (s * s)
+    up = _replicate_correlate(res, k, -2)
+    return _replicate_correlate(up, k, -1) / (s * s)
 
 
 def project(sr: torch.Tensor, lr: torch.Tensor, k: ProjectionKernels) -> torch.Tensor:
@@ -337,13 +339,23 @@ def fill_holes(x: torch.Tensor, valid: torch.Tensor, radius_px: int) -> torch.Te
 # ------------------------------------------------------------------------------ tiles
 @functools.lru_cache(maxsize=32)
 def _layout(
-    shape: tuple[int, int], tile_px: int, overlap_px: int, halo_px: int, scale: int, align: int
-) -> tuple[tuple[tuple[slice, slice], ...], np.ndarray]:
-    """LR windows of the sub-tiles of a block and their normalised HR weights (numpy).
+    shape: tuple[int, int],
+    tile_px: int,
+    overlap_px: int,
+    halo_px: int,
+    scale: int,
+    align: int,
+    device: str = "cpu",
+) -> tuple[tuple[tuple[slice, slice], ...], torch.Tensor]:
+    """LR windows of the sub-tiles of a block and their normalised HR weights, on ``device``.
 
     The weights ``(N, h*s, w*s)`` are divided by their sum over the block, so that they add up
-    to 1 at every HR pixel and the blend needs no division.
+    to 1 at every HR pixel and the blend needs no division. Cached per device: a layout's
+    weights are copied to a GPU once, not once per block.
     """
+    if device != "cpu":
+        windows, weights = _layout(shape, tile_px, overlap_px, halo_px, scale, align)
+        return windows, weights.to(torch.device(device))
     from s2scale.infer.tiling import blend_weights
 
     tiles = list(blend_weights(shape, tile_px, overlap_px, halo_px, scale=scale, align=align))
@@ -354,7 +366,7 @@ def _layout(
         w / wsum[wy.start * scale : wy.stop * scale, wx.start * scale : wx.stop * scale]
         for (wy, wx), w in tiles
     ]
-    return tuple(w for w, _ in tiles), np.stack(weights)
+    return tuple(w for w, _ in tiles), torch.from_numpy(np.stack(weights))
 
 
 def blend_tiles(
@@ -377,11 +389,12 @@ def blend_tiles(
     sub-tile is one forward pass with no weights at all.
     """
     c, height, width = x.shape
-    windows, weights = _layout((height, width), tile_px, overlap_px, halo_px, scale, align)
+    windows, w_all = _layout(
+        (height, width), tile_px, overlap_px, halo_px, scale, align, str(x.device)
+    )
     if len(windows) == 1 and mask is None:
         return forward(x[None])[0].float()
     acc = torch.zeros((c, height * scale, width * scale), dtype=torch.float32, device=x.device)
-    w_all = torch.from_numpy(weights).to(x.device)
     wsum = mask_hr = None
     if mask is not None:  # masked children drop out: weights no longer sum to 1
         wsum = torch.zeros((height * scale, width * scale), dtype=torch.float32, device=x.device)
