@@ -474,6 +474,15 @@ def main() -> None:
         help="tile edge (input px) of the matched raw, naive and e2e runs",
     )
     parser.add_argument("--batch", type=int, default=None, help="batch of the matched raw/e2e")
+    parser.add_argument(
+        "--sweep-tiles",
+        type=int,
+        nargs="+",
+        default=None,
+        help="tile edges of the sweep (default: the grid's)",
+    )
+    parser.add_argument("--sweep-batches", type=int, nargs="+", default=None,
+                        help="batch sizes of the sweep (default: the grid's)")  # fmt: skip
     parser.add_argument("--chunk-px", type=int, default=None, help="Dask chunk edge (e2e)")
     parser.add_argument(
         "--bare-tile",
@@ -502,7 +511,9 @@ def main() -> None:
 
         print(table(json.loads(args.table.read_text())))
         return
-    g = GRIDS[args.grid]
+    g = dict(GRIDS[args.grid])
+    g["tile"] = tuple(args.sweep_tiles or g["tile"])
+    g["batch"] = tuple(args.sweep_batches or g["batch"])
     args.size = args.size or g["size"]
     args.tile = args.tile or g["match_tile"]
     args.batch = args.batch or g["match_batch"]
