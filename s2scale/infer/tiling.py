@@ -107,9 +107,10 @@ projection's context and the warp margin: about 1,100-1,300 px) is one tile, so 
 overlap at all and every output pixel of a unit passes through the network once; a 1,536 px tile
 of the x2 generators needs a few GB of activations in bfloat16. CPU: the generators run fastest
 per pixel on small tiles (cache), which outweighs the overlap: SRResNet, one thread,
-``channels_last``, 5 m output Mpx/s 0.24 / 0.23 / 0.20 / 0.17 / 0.17 / 0.14 at 192 / 256 / 320 /
-384 / 512 / 768 px tiles, i.e. 0.15 / 0.15 / 0.14 / 0.14 per output pixel at 256 / 320 / 384 /
-512 px with a 48 px overlap (benchmarks/README.md). Larger blocks are cut into the fewest tiles
+``channels_last``, 5 m output Mpx/s 0.25 / 0.28 / 0.25 / 0.23 / 0.18 / 0.16 at 192 / 256 / 320 /
+384 / 512 / 768 px tiles (record ``throughput-20261207T030414``), i.e. 0.21 / 0.20 / 0.19 / 0.15
+per output pixel at 256 / 320 / 384 / 512 px with a 36 px overlap; 256 and 320 are within the
+noise of this machine, and 320 needs fewer tiles. Larger blocks are cut into the fewest tiles
 of at most this edge (:func:`fit_tile_px`)."""
 
 
