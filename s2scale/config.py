@@ -155,8 +155,9 @@ class InferConfig:
     tile_px: int | None = None
     """Largest sub-tile edge in 10 m pixels; None: the device's default
     (``s2scale.infer.tiling.TILE_PX``: 1536 on CUDA, 320 on the CPU)."""
-    batch_size: int = 8
-    """Sub-tiles per forward pass."""
+    batch_size: int | None = None
+    """Sub-tiles per forward pass; None: the device's default
+    (``s2scale.infer.tiling.BATCH_SIZE``: 8 on CUDA, 1 on the CPU)."""
     device: str = "auto"
     """``auto`` (the worker's GPU when there is one), ``cuda`` or ``cpu``."""
     dtype: str = "auto"
@@ -179,7 +180,7 @@ class InferConfig:
     def __post_init__(self) -> None:
         if self.halo_px is not None and self.halo_px < 0:
             raise ConfigError(f"infer.halo_px={self.halo_px} must be >= 0")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"infer.batch_size={self.batch_size} must be >= 1")
         if self.consistency_lowpass_px is not None and not self.consistency_lowpass_px >= 0:
             raise ConfigError(

@@ -17,7 +17,9 @@ symmetric borders, SciPy's ``mode="reflect"``): on the CPU that is 3-4x faster t
 ``conv2d`` and faster than :func:`scipy.ndimage.correlate1d`, and on CUDA it is a few dozen
 memory-bound kernels per block. ``D`` (PSF, then ``scale x scale`` means) is evaluated at the
 low resolution directly (the PSF and the box filter combined, with stride ``scale``), so it costs
-a quarter of a full-resolution pass. Values are float32 throughout.
+a quarter of a full-resolution pass; ``D^T`` is added into the output in place, row phase by row
+phase; the residual's low-pass and inverse filter (46 taps per axis at the default strength)
+are one FFT product (:func:`filter_lr`). Values are float32 throughout.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ __all__ = [
     "correlate",
     "degrade",
     "fill_holes",
+    "filter_lr",
     "process_block",
     "project",
+    "project_",
     "projection_kernels",
     "stage_times",
 ]
@@ -100,7 +104,13 @@ def _symmetric_pad(x: torch.Tensor, lo: int, hi: int, dim: int) -> torch.Tensor:
 
 
 def correlate(
-    x: torch.Tensor, kernels: torch.Tensor, dim: int, *, stride: int = 1, pad: int | None = None
+    x: torch.Tensor,
+    kernels: torch.Tensor,
+    dim: int,
+    *,
+    stride: int = 1,
+    pad: int | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-channel 1-D correlation of ``(..., C, H, W)`` along ``dim``, symmetric borders.
 
@@ -116,45 +126,66 @@ def correlate(
         Keep every ``stride``-th output: ``out[i] = sum_m k[m] xp[stride * i + m]``.
     pad
         Symmetric samples added on each side first (default ``(L - 1) // 2``).
+    out
+        Add the result to this tensor (any strides, e.g. every other column of a larger
+        array) instead of returning a new one; not with autograd.
 
     Returns
     -------
     torch.Tensor
-        Same size along ``dim`` as ``x`` divided by ``stride`` (``stride`` must divide it).
+        Same size along ``dim`` as ``x`` divided by ``stride`` (``stride`` must divide it);
+        ``out`` itself when given.
 
     Examples
     --------
     >>> x = torch.arange(5.0).reshape(1, 1, 5)
     >>> correlate(x, torch.tensor([[1.0, 1.0, 1.0]]), -1).tolist()
     [[[1.0, 3.0, 6.0, 9.0, 11.0]]]
+    >>> correlate(x, torch.tensor([[1.0]]), -1, out=torch.ones(1, 1, 5)).tolist()
+    [[[1.0, 2.0, 3.0, 4.0, 5.0]]]
     """
     c, length = kernels.shape
     r = (length - 1) // 2 if pad is None else pad
     dim = dim % x.ndim
-    xp = _symmetric_pad(x, r, length - 1 - r, dim)
-    n_out = (xp.shape[dim] - length) // stride + 1
+    n_out = (x.shape[dim] - 1) // stride + 1
     w = kernels.to(device=x.device, dtype=x.dtype).reshape(c, length, 1, 1)
 
-    def taps(src: torch.Tensor) -> torch.Tensor:
-        def tap(m: int) -> torch.Tensor:
-            index: list[Any] = [slice(None)] * x.ndim
-            index[dim] = slice(m, m + stride * (n_out - 1) + 1, stride)
-            return src[tuple(index)]
+    def tap(src: torch.Tensor, m: int) -> torch.Tensor:
+        index: list[Any] = [slice(None)] * x.ndim
+        index[dim] = slice(m, m + stride * (n_out - 1) + 1, stride)
+        return src[tuple(index)]
 
-        out = tap(0) * w[:, 0]
+    if torch.is_grad_enabled() and x.requires_grad:  # autograd: out of place
+        xp = _symmetric_pad(x, r, length - 1 - r, dim)
+        result = tap(xp, 0) * w[:, 0]
         for m in range(1, length):
-            out.addcmul_(tap(m), w[:, m])
-        return out
+            result = result + tap(xp, m) * w[:, m]
+        return result if out is None else out + result
+    shape = list(x.shape)
+    shape[dim] = n_out
+    if out is not None and list(out.shape) != shape:
+        raise ConfigError(f"correlate: out has shape {tuple(out.shape)}, expected {tuple(shape)}")
+    dst = torch.empty(shape, dtype=x.dtype, device=x.device) if out is None else out
 
-    if x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad):
-        return taps(xp)
-    # CPU: pieces of _PIECE_PX along the other spatial axis keep the sums in cache (~30 % faster)
+    def taps(src: torch.Tensor, into: torch.Tensor) -> None:
+        xp = _symmetric_pad(src, r, length - 1 - r, dim)
+        first = 0
+        if out is None:
+            torch.mul(tap(xp, 0), w[:, 0], out=into)
+            first = 1
+        for m in range(first, length):
+            into.addcmul_(tap(xp, m), w[:, m])
+
     other = x.ndim - 1 if dim == x.ndim - 2 else x.ndim - 2
-    n = xp.shape[other]
-    if n <= 2 * _PIECE_PX:
-        return taps(xp)
-    pieces = [taps(xp.narrow(other, a, min(_PIECE_PX, n - a))) for a in range(0, n, _PIECE_PX)]
-    return torch.cat(pieces, other)
+    n = x.shape[other]
+    if x.device.type != "cpu" or n <= 2 * _PIECE_PX:
+        taps(x, dst)
+        return dst
+    # CPU: pieces of _PIECE_PX along the other spatial axis keep the sums in cache
+    for a in range(0, n, _PIECE_PX):
+        size = min(_PIECE_PX, n - a)
+        taps(x.narrow(other, a, size), dst.narrow(other, a, size))
+    return dst
 
 
 def _as_kernels(kernels: Sequence[np.ndarray]) -> torch.Tensor:
@@ -188,15 +219,43 @@ class ProjectionKernels:
         """The PSF followed by the ``scale``-sample mean (length ``L + scale - 1``)."""
         self.phases, self.phase_offset = _phase_kernels(self.psf, self.scale)
         """``D^T``'s replicate-then-PSF in polyphase form (:func:`_phase_kernels`)."""
+        self.phases_scaled = self.phases / (scale * scale)
+        """:attr:`phases` divided by ``scale**2`` (the mean of ``D``'s transpose)."""
         self.inverse = _as_kernels(inverse)
         """The truncated inverse filter of ``D D^T`` per band."""
         self.lowpass: torch.Tensor | None = None
         """The residual's Gaussian low-pass (SciPy's ``gaussian_filter1d``, truncate 3), or None."""
+        lr_kernel = self.inverse.double()
         if lowpass_px > 0:
             radius = int(3.0 * lowpass_px + 0.5)
             x = np.arange(-radius, radius + 1, dtype=np.float64)
             g = np.exp(-0.5 / lowpass_px**2 * x**2)
             self.lowpass = torch.from_numpy(np.tile(g / g.sum(), (len(psf), 1))).float()
+            pairs = zip(self.lowpass.double().numpy(), lr_kernel.numpy(), strict=True)
+            lr_kernel = torch.from_numpy(np.stack([np.convolve(a, b) for a, b in pairs]))
+        self.lr_kernel = lr_kernel.float()
+        """The low-pass and the inverse filter combined, ``(C, 2R + 1)`` (:func:`filter_lr`)."""
+        self._responses: dict[tuple[int, int, str], torch.Tensor] = {}
+
+    def lr_response(self, ny: int, nx: int, device: torch.device) -> torch.Tensor:
+        """The 2-D frequency response of :attr:`lr_kernel` on an ``ny x nx`` FFT grid (cached)."""
+        key = (ny, nx, str(device))
+        if key not in self._responses:
+            kern = self.lr_kernel.double().numpy()
+            r = (kern.shape[1] - 1) // 2
+            taps = np.arange(-r, r + 1)
+
+            def response(n: int, real: bool) -> np.ndarray:
+                line = np.zeros((kern.shape[0], n))
+                np.add.at(line, (slice(None), taps % n), kern)
+                return (np.fft.rfft(line) if real else np.fft.fft(line)).real
+
+            ry, rx = response(ny, False), response(nx, True)
+            both = torch.from_numpy(ry[:, :, None] * rx[:, None, :]).float()
+            if len(self._responses) > 8:
+                self._responses.clear()
+            self._responses[key] = both.to(device)
+        return self._responses[key]
 
     def to(self, device: torch.device) -> ProjectionKernels:
         """The same kernels on ``device``."""
@@ -204,6 +263,7 @@ class ProjectionKernels:
         out.__dict__.update(
             {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()}
         )
+        out._responses = {}
         return out
 
 
@@ -256,21 +316,98 @@ def _phase_kernels(psf: torch.Tensor, scale: int) -> tuple[torch.Tensor, int]:
     return h, d0
 
 
-def _replicate_correlate(x: torch.Tensor, k: ProjectionKernels, dim: int) -> torch.Tensor:
-    """``correlate(x.repeat_interleave(scale, dim), k.psf, dim)`` without the replicated array."""
+def _replicate_correlate(
+    x: torch.Tensor, phases: torch.Tensor, k: ProjectionKernels, dim: int,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``correlate(x.repeat_interleave(scale, dim), psf, dim)`` without the replicated array.
+
+    ``phases`` are the polyphase kernels of ``psf`` (:func:`_phase_kernels`); with ``out`` the
+    result is added to it in place.
+    """
     scale, d0 = k.scale, k.phase_offset
-    phases = [correlate(x, k.phases[p], dim, pad=-d0) for p in range(scale)]
-    out = torch.stack(phases, dim=dim % x.ndim + 1)
+    dim = dim % x.ndim
+    if out is None and dim == x.ndim - 1:  # columns: whole phases, then one interleaving copy
+        parts = [correlate(x, phases[p], dim, pad=-d0) for p in range(scale)]
+        return torch.stack(parts, dim=-1).flatten(-2)
     shape = list(x.shape)
     shape[dim] *= scale
+    dst = torch.zeros(shape, dtype=x.dtype, device=x.device) if out is None else out
+    view = dst.unflatten(dim, (x.shape[dim], scale))
+    for p in range(scale):
+        correlate(x, phases[p], dim, pad=-d0, out=view.select(dim + 1, p))
+    return dst
+
+
+def _adjoint(
+    res: torch.Tensor, k: ProjectionKernels, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``D^T res``: replicate each LR pixel ``scale x scale`` times / ``scale**2``, then the PSF.
+
+    With ``out`` the result is added to it in place (no full-resolution temporary).
+    """
+    if torch.is_grad_enabled() and res.requires_grad:
+        up = _stack_phases(res, k.phases, k, -2)
+        result = _stack_phases(up, k.phases_scaled, k, -1)
+        return result if out is None else out + result
+    # columns first at the low resolution, then rows straight into ``out`` (whole rows at a
+    # stride: no strided writes within a row)
+    up = _replicate_correlate(res, k.phases, k, -1)
+    return _replicate_correlate(up, k.phases_scaled, k, -2, out=out)
+
+
+def _stack_phases(
+    x: torch.Tensor, phases: torch.Tensor, k: ProjectionKernels, dim: int
+) -> torch.Tensor:
+    """:func:`_replicate_correlate` out of place (autograd)."""
+    out = torch.stack(
+        [correlate(x, phases[p], dim, pad=-k.phase_offset) for p in range(k.scale)],
+        dim=dim % x.ndim + 1,
+    )
+    shape = list(x.shape)
+    shape[dim] *= k.scale
     return out.reshape(shape)
 
 
-def _adjoint(res: torch.Tensor, k: ProjectionKernels) -> torch.Tensor:
-    """``D^T res``: replicate each LR pixel ``scale x scale`` times / ``scale**2``, then the PSF."""
-    s = k.scale
-    up = _replicate_correlate(res, k, -2)
-    return _replicate_correlate(up, k, -1) / (s * s)
+def _fft_len(n: int) -> int:
+    """The smallest ``m >= n`` whose prime factors are 2, 3 and 5 (a fast FFT length).
+
+    Examples
+    --------
+    >>> _fft_len(1069), _fft_len(1024)
+    (1080, 1024)
+    """
+    m = n
+    while True:
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
+
+
+def filter_lr(res: torch.Tensor, k: ProjectionKernels) -> torch.Tensor:
+    """``(D D^T)^-1 L res``: the low-pass and the inverse filter of the projection at once.
+
+    Both are separable and symmetric, so with half-sample symmetric borders the two in turn
+    equal their combination (:attr:`ProjectionKernels.lr_kernel`) on the symmetric extension by
+    its half-length ``R``, computed here as one FFT product (``~5x`` fewer operations than
+    their ``2 x 46`` shifted multiply-adds at the default strength).
+    """
+    kern = k.lr_kernel
+    r = (kern.shape[1] - 1) // 2
+    h, w = res.shape[-2:]
+    ny, nx = _fft_len(h + 2 * r), _fft_len(w + 2 * r)
+    xp = _symmetric_pad(_symmetric_pad(res, r, r, res.ndim - 2), r, r, res.ndim - 1)
+    spec = torch.fft.rfft2(xp, s=(ny, nx)) * k.lr_response(ny, nx, res.device)
+    return torch.fft.irfft2(spec, s=(ny, nx))[..., r : r + h, r : r + w]
+
+
+def _lr_residual(sr: torch.Tensor, lr: torch.Tensor, k: ProjectionKernels) -> torch.Tensor:
+    """``(D D^T)^-1 L (lr - D sr)`` at the low resolution."""
+    return filter_lr(lr.to(sr.dtype) - degrade(sr, k), k)
 
 
 def project(sr: torch.Tensor, lr: torch.Tensor, k: ProjectionKernels) -> torch.Tensor:
@@ -279,11 +416,19 @@ def project(sr: torch.Tensor, lr: torch.Tensor, k: ProjectionKernels) -> torch.T
     ``L`` is the Gaussian low-pass of the residual (identity when ``lowpass_px`` is 0). Same
     operators and borders as :func:`s2scale.infer.consistency.project_block`.
     """
-    res = lr.to(sr.dtype) - degrade(sr, k)
-    if k.lowpass is not None:
-        res = correlate(correlate(res, k.lowpass, -2), k.lowpass, -1)
-    res = correlate(correlate(res, k.inverse, -2), k.inverse, -1)
-    return sr + _adjoint(res, k)
+    res = _lr_residual(sr, lr, k)
+    if torch.is_grad_enabled() and (sr.requires_grad or res.requires_grad):
+        return sr + _adjoint(res, k)
+    return _adjoint(res, k, out=sr.clone())
+
+
+def project_(sr: torch.Tensor, lr: torch.Tensor, k: ProjectionKernels) -> torch.Tensor:
+    """:func:`project` in place, without autograd.
+
+    ``sr`` (any strides, e.g. a window of a larger array) gets the correction added and is
+    returned.
+    """
+    return _adjoint(_lr_residual(sr, lr, k), k, out=sr)
 
 
 # ------------------------------------------------------------------------------ no data
@@ -449,12 +594,12 @@ def process_block(
             "pass a block that includes the context on every side"
         )
     dev = block.device
-    result = torch.zeros((c, height * scale, width * scale), dtype=torch.uint16, device=dev)
+    result = torch.empty((c, height * scale, width * scale), dtype=torch.uint16, device=dev)
     with _stage("fill", dev, timed):
         x = block.to(torch.float32)
         valid = (x > 0).all(dim=0)
         if not bool(valid.any()):
-            return result
+            return result.zero_()
         mask = None
         if fill_radius_px is not None:
             x = fill_holes(x, valid, fill_radius_px).round_().clamp_(1, 65535)
@@ -496,13 +641,18 @@ def process_block(
             hy = slice(top * scale, (ih - bottom) * scale)
             hx = slice(left * scale, (iw - right) * scale)
             sr = sr.contiguous()
-            sr[:, hy, hx] = project(
-                sr[:, hy, hx], inner[:, top : ih - bottom, left : iw - right], projection
-            )
+            project_(sr[:, hy, hx], inner[:, top : ih - bottom, left : iw - right], projection)
     with _stage("output", dev, timed):
         ks = k * scale
-        valid_hr = valid[k : height - k, k : width - k]
-        valid_hr = valid_hr.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
-        sr = sr.round_().clamp_(1, 65535).masked_fill_(~valid_hr, 0)
-        result[:, ks : height * scale - ks, ks : width * scale - ks] = sr.to(torch.uint16)
+        sr = sr.round_().clamp_(1, 65535)
+        valid_in = valid[k : height - k, k : width - k]
+        if not bool(valid_in.all()):
+            hr = valid_in.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+            sr.masked_fill_(~hr, 0)
+        result[:, ks : height * scale - ks, ks : width * scale - ks] = sr
+        if ks:  # the context ring: no output
+            result[:, :ks] = 0
+            result[:, height * scale - ks :] = 0
+            result[:, :, :ks] = 0
+            result[:, :, width * scale - ks :] = 0
     return result

@@ -36,7 +36,12 @@ from torch import nn
 from s2scale.errors import ConfigError
 from s2scale.infer.consistency import CONSISTENCY_TAPS
 from s2scale.infer.ops import process_block, projection_kernels
-from s2scale.infer.tiling import check_tiling, default_tile_px, input_multiple
+from s2scale.infer.tiling import (
+    check_tiling,
+    default_batch_size,
+    default_tile_px,
+    input_multiple,
+)
 from s2scale.models import Normalization, build_generator, load_generator
 
 __all__ = [
@@ -235,8 +240,9 @@ class TorchPredictor:
     """Overlap between neighbouring sub-tiles in LR px, >= 2 * halo_px."""
     halo_px: int = 0
     """Context each output pixel needs, in LR px."""
-    batch_size: int = 4
-    """Sub-tiles per forward pass."""
+    batch_size: int | None = None
+    """Sub-tiles per forward pass; None: the device's default
+    (:data:`s2scale.infer.tiling.BATCH_SIZE`)."""
     compile: bool = False
     """Use :func:`torch.compile` (first call per shape is slow)."""
     fill_radius_px: int | None = None
@@ -308,6 +314,7 @@ class TorchPredictor:
             )  # fmt: skip
         align = input_multiple(arch, scale)
         tile_px = self.tile_px or default_tile_px(dev.type)
+        batch_size = self.batch_size or default_batch_size(dev.type)
         check_tiling(tile_px, self.overlap_px, self.halo_px, align)
         host = torch.from_numpy(np.ascontiguousarray(block))
         with torch.inference_mode():
@@ -315,7 +322,7 @@ class TorchPredictor:
             x = host.pin_memory().to(dev, non_blocking=True) if cuda else host
             out = process_block(
                 x, forward, scale=scale, tile_px=tile_px, overlap_px=self.overlap_px,
-                halo_px=self.halo_px, batch_size=self.batch_size, align=align,
+                halo_px=self.halo_px, batch_size=batch_size, align=align,
                 fill_radius_px=self.fill_radius_px, context_px=self.context_px,
                 projection=projection, edges=edges, timed=self.timed,
             )  # fmt: skip

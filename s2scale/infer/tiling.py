@@ -74,11 +74,13 @@ if TYPE_CHECKING:
     from s2scale.infer.ops import ProjectionKernels
 
 __all__ = [
+    "BATCH_SIZE",
     "HALO_PX",
     "TILE_PX",
     "BatchPredict",
     "blend_weights",
     "check_tiling",
+    "default_batch_size",
     "default_halo_px",
     "default_tile_px",
     "feather_1d",
@@ -108,7 +110,7 @@ overlap at all and every output pixel of a unit passes through the network once;
 of the x2 generators needs a few GB of activations in bfloat16. CPU: the generators run fastest
 per pixel on small tiles (cache), which outweighs the overlap: SRResNet, one thread,
 ``channels_last``, 5 m output Mpx/s 0.25 / 0.28 / 0.25 / 0.23 / 0.18 / 0.16 at 192 / 256 / 320 /
-384 / 512 / 768 px tiles (record ``throughput-20261207T030414``), i.e. 0.21 / 0.20 / 0.19 / 0.15
+384 / 512 / 768 px tiles (record ``throughput-20261207T030414``, batch 1), i.e. 0.21 / 0.20 / 0.19 / 0.15
 per output pixel at 256 / 320 / 384 / 512 px with a 36 px overlap; 256 and 320 are within the
 noise of this machine, and 320 needs fewer tiles. Larger blocks are cut into the fewest tiles
 of at most this edge (:func:`fit_tile_px`)."""
@@ -123,6 +125,26 @@ def default_tile_px(device_type: str) -> int:
     (1536, 320)
     """
     return TILE_PX["cuda" if device_type == "cuda" else "cpu"]
+
+
+BATCH_SIZE: dict[str, int] = {"cuda": 8, "cpu": 1}
+"""Default sub-tiles per forward pass per device type (``batch_size=None`` picks it in the worker).
+
+CUDA: 8 (the H100 record's best batch for 256 px tiles; a default unit is one 1,536 px tile
+anyway). CPU: 1, because a batch's activations leave the cache: SRResNet, one thread,
+``channels_last``, 5 m output Mpx/s at batch 1 / 4 was 0.276 / 0.217 at 256 px tiles and
+0.272 / 0.210 at 290 px (the fitted tiles of a 1,024 px block), on this 2-core Xeon (48 MB L3)."""
+
+
+def default_batch_size(device_type: str) -> int:
+    """Default sub-tiles per forward pass for a device type (``"cuda"`` or anything else: CPU).
+
+    Examples
+    --------
+    >>> default_batch_size("cuda"), default_batch_size("cpu")
+    (8, 1)
+    """
+    return BATCH_SIZE["cuda" if device_type == "cuda" else "cpu"]
 
 
 Window = tuple[slice, slice]

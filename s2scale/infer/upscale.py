@@ -89,7 +89,10 @@ def upscale_block(
     (1, 1, 4, 4)
     """
     flat = block.reshape(-1, *block.shape[-3:])
-    out = np.stack([predict(b, edges=edges) for b in flat]) if len(flat) else None
+    if len(flat) == 1:  # no copy
+        out = predict(flat[0], edges=edges)[None]
+    else:
+        out = np.stack([predict(b, edges=edges) for b in flat]) if len(flat) else None
     c, h, w = block.shape[-3], block.shape[-2] * scale, block.shape[-1] * scale
     if out is None:
         out = np.zeros((0, c, h, w), np.uint16)
@@ -323,7 +326,7 @@ def prepare_model(
     halo_px: int | None = None,
     tile_px: int | None = None,
     overlap_px: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str = "auto",
     dtype: DTypeName = "auto",
     compile: bool = False,
@@ -385,8 +388,10 @@ def prepare_model(
     overlap = 2 * halo + 8 if overlap_px is None else overlap_px
     overlap += -overlap % align
     check_tiling(tile_px or min(TILE_PX.values()), overlap, halo, align)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ConfigError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
     predict = TorchPredictor(
         checkpoint=checkpoint,
         arch=arch if checkpoint is None else None,
@@ -421,7 +426,7 @@ def upscale(
     chunk_px: int | None = None,
     tile_px: int | None = None,
     overlap_px: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str = "auto",
     dtype: DTypeName = "auto",
     compile: bool = False,
@@ -453,7 +458,8 @@ def upscale(
         Largest sub-tile edge (None: the device's :data:`~s2scale.infer.tiling.TILE_PX`;
         tiles shrink to the smallest edge that needs no more of them), sub-tile overlap
         (default ``2 * halo_px + 8``: the network's halo only; the projection and the fill add
-        theirs at the block edge) and tiles per pass.
+        theirs at the block edge) and tiles per pass (None: the device's
+        :data:`~s2scale.infer.tiling.BATCH_SIZE`).
     device, dtype, compile
         ``"auto"``/``"cuda"``/``"cpu"``; autocast dtype (``"auto"``: bfloat16 on CUDA, else
         float32); :func:`torch.compile`.

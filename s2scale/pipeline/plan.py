@@ -35,7 +35,7 @@ from s2scale.cubestore import CubeStore
 from s2scale.errors import ConfigError
 from s2scale.grid import Bounds, TargetGrid, plan_chunks, target_grid
 from s2scale.infer.consistency import coerce_lowpass_px
-from s2scale.infer.tiling import default_tile_px
+from s2scale.infer.tiling import default_batch_size, default_tile_px
 from s2scale.items import Scene
 from s2scale.mosaic import Region, SourceGrid, region_windows
 from s2scale.mosaic.graph import SourceMeta, Window
@@ -421,7 +421,8 @@ def fingerprint(plan: Plan, *, device_kind: str, dtype: str) -> dict[str, Any]:
         "model": inf.model, "model_sha256": plan.model["sha256"],
         "random_weights": inf.random_weights, "scale": plan.scale, "halo_px": plan.halo_px,
         "tile_px": inf.tile_px or default_tile_px(device_kind),
-        "batch_size": inf.batch_size, "compile": inf.compile,
+        "batch_size": inf.batch_size or default_batch_size(device_kind),
+        "compile": inf.compile,
         "consistency": inf.consistency,
         "consistency_lowpass_px": coerce_lowpass_px(inf.consistency_lowpass_px)
         if inf.consistency else 0.0,
