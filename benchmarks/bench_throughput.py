@@ -209,7 +209,9 @@ def bare_network(net, image: np.ndarray, tile: int, batch: int) -> float:
     return 4 * h * w / (time.perf_counter() - t0) / 1e6
 
 
-def _upscale_threads(name: str, args, src: Path, out: Path, dtype: str) -> tuple[float, dict]:
+def _upscale_threads(
+    name: str, args, src: Path, out: Path, dtype: str, compile: bool = False
+) -> tuple[float, dict]:
     """``upscale`` end to end on one thread (threads scheduler): Mpx/s and seconds per stage."""
     from dataclasses import replace
 
@@ -218,7 +220,8 @@ def _upscale_threads(name: str, args, src: Path, out: Path, dtype: str) -> tuple
 
     cube = xr.open_zarr(src, consolidated=False)["reflectance"].rio.write_crs("EPSG:32633")
     setup = prepare_model(name, bands=tuple(str(b) for b in cube.band.values), dtype=dtype,
-                          device="cpu", random_weights=args.random_weights)  # fmt: skip
+                          device="cpu", random_weights=args.random_weights,
+                          compile=compile)  # fmt: skip
     setup = replace(setup, predictor=replace(setup.predictor, timed=True))
     arr = upscale_dask(cube.data, setup.predictor, margin_px=setup.halo_px, scale=setup.scale,
                        chunk_px=args.split_chunk_px, align=setup.align)  # fmt: skip
@@ -261,6 +264,7 @@ def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
 
         with mock.patch.object(predictor_module, "get_model", zero_cost):
             pipe, pipe_stages = _upscale_threads(name, args, src, tmp / "split-pipe.zarr", dtype)
+        compiled = _compiled(name, args, net, image, src, tmp, dtype) if args.compile else None
     finally:
         torch.set_num_threads(threads)
     setup = prepare_model(name, bands=4, device="cpu", random_weights=args.random_weights)
@@ -287,6 +291,26 @@ def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
         "tile_px": tile, "batch_size": p.batch_size or default_batch_size("cpu"),
         "overlap_px": p.overlap_px, "chunk_px": chunk,
         "stages_s_end_to_end": e2e_stages, "stages_s_pipeline": pipe_stages,
+    } | ({} if compiled is None else {"compiled": compiled})  # fmt: skip
+
+
+def _compiled(name: str, args, net, image: np.ndarray, src: Path, tmp: Path, dtype: str) -> dict:
+    """``torch.compile`` measured (``--compile``): the bare network and end to end, one thread.
+
+    The first call per input shape compiles (``compile_s``: the bare tile's; the end-to-end run
+    is warmed up on the same image, so its tile shapes are compiled before it is timed).
+    """
+    cnet = torch.compile(net)
+    t0 = time.perf_counter()
+    bare_network(cnet, image[:, : args.bare_tile, : args.bare_tile], args.bare_tile, 1)
+    compile_s = time.perf_counter() - t0
+    bare = bare_network(cnet, image, args.bare_tile, 1)
+    _upscale_threads(name, args, src, tmp / "split-compile-warm.zarr", dtype, compile=True)
+    e2e, stages = _upscale_threads(name, args, src, tmp / "split-compile.zarr", dtype, compile=True)
+    return {
+        "bare_network_batch_1_mpx_s": round(bare, 4), "end_to_end_mpx_s": round(e2e, 4),
+        "end_to_end_vs_bare": round(e2e / bare, 3), "compile_s": round(compile_s, 1),
+        "stages_s_end_to_end": stages,
     }  # fmt: skip
 
 
@@ -493,6 +517,11 @@ def main() -> None:
         type=int,
         default=256,
         help="tile edge of the bare-network reference (no halo)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also measure torch.compile in the one-thread split (bare network and end to end)",
     )
     parser.add_argument(
         "--bare-batch",
