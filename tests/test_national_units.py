@@ -22,8 +22,8 @@ from s2scale.errors import ConfigError
 from s2scale.infer import forward_count
 from s2scale.items import normalize_item
 from s2scale.pipeline import build_plan, plan_upscale, run_upscale
-from s2scale.pipeline.run import _reader
 from s2scale.pipeline.units import count_tasks
+from s2scale.pipeline.upscale_run import _reader
 from s2scale.sim import SAMPLE_AOI
 
 AOI = ",".join(map(str, SAMPLE_AOI))

@@ -24,7 +24,7 @@ from s2scale.metrics import psnr, stlpips_score, upsample_bicubic
 from s2scale.models import load_generator, read_checkpoint
 from s2scale.sentinel2 import DN_SCALE, to_dn
 from s2scale.train.evaluation import heldout_scene, wald_input
-from s2scale.train.realdata import split_columns
+from s2scale.train.realscenes import split_columns
 from s2scale.train.sources import DEFAULT_SEEDS, HELD_OUT_SEED
 
 WEIGHTS = Path(s2scale.__file__).resolve().parent / "weights"

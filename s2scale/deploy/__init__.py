@@ -1,7 +1,10 @@
 """Kubernetes deployment of a run: manifests, offline validation, sizing, bounded job retries.
 
 - :mod:`~s2scale.deploy.config`: :class:`DeployConfig`, what the cluster adds to a run config.
-- :mod:`~s2scale.deploy.render`: the kustomize base and overlays as plain dicts and files.
+- :mod:`~s2scale.deploy.runconfig`: the run configuration as the pods read it, per overlay.
+- :mod:`~s2scale.deploy.pods`: pod specs of the workers, the scheduler and the job runner.
+- :mod:`~s2scale.deploy.render`: the Kubernetes objects of one run as plain dicts.
+- :mod:`~s2scale.deploy.layout`: the kustomize base and overlays as YAML files.
 - :mod:`~s2scale.deploy.validate`: the manifests checked offline against Kubernetes' schemas and
   the Dask operator's CRDs (with the pods and deployments the operator makes of them).
 - :mod:`~s2scale.deploy.sizing`: GPUs x hours of a run from the throughput benchmark records.
@@ -18,9 +21,9 @@ from typing import Any
 
 _PUBLIC = {
     "DeployConfig": "s2scale.deploy.config",
-    "render_layout": "s2scale.deploy.render",
+    "render_layout": "s2scale.deploy.layout",
     "render_objects": "s2scale.deploy.render",
-    "write_layout": "s2scale.deploy.render",
+    "write_layout": "s2scale.deploy.layout",
     "validate_objects": "s2scale.deploy.validate",
     "plan_gpu_hours": "s2scale.deploy.sizing",
     "run_with_retries": "s2scale.deploy.retry",

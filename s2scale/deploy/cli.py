@@ -194,7 +194,9 @@ def render(out: Path, validate: bool, **kwargs: Any) -> None:
         parse_node_selector,
         parse_toleration,
     )
-    from s2scale.deploy.render import render_layout, render_objects, variants, write_layout
+    from s2scale.deploy.layout import render_layout, write_layout
+    from s2scale.deploy.render import render_objects
+    from s2scale.deploy.runconfig import variants
     from s2scale.deploy.sizing import job_deadline_s
     from s2scale.errors import ConfigError
 

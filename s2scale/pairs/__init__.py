@@ -4,8 +4,8 @@ The pair pipeline of the reference study (arXiv 2410.00516):
 
 1. scene choice (:mod:`~s2scale.pairs.scenes`): for each orthophoto, the Sentinel-2 observations
    nearest in time within a window whose footprint over it is clear (SCL) and valid;
-2. alignment (:mod:`~s2scale.pairs.ortho`): on the tile's own UTM grid, the orthophoto is mean
-   filtered and area-averaged onto the 5 m grid nested in the 10 m pixels
+2. alignment (:mod:`~s2scale.pairs.ortho_pixels`): on the tile's own UTM grid, the orthophoto
+   is mean filtered and area-averaged onto the 5 m grid nested in the 10 m pixels
    (:func:`orthophoto_to_hr`), so the HR target never leaves the Sentinel-2 grid;
 3. co-registration check (:func:`measure_shift_block`, phase correlation): pairs displaced by more
    than half an LR pixel are dropped, the median displacement is corrected;
@@ -34,43 +34,33 @@ from s2scale.pairs.config import PairsConfig
 from s2scale.pairs.extract import PAIR_KIND, GroupSpec, extract_group, read_lr, read_ortho
 from s2scale.pairs.kernels import (
     SPLITS,
-    STUDY_SPLIT,
     PatchSet,
-    StudyPairs,
     area_downsample,
-    best_lattice_offset,
     extract_patches,
-    location_splits,
     make_pairs,
-    match_histograms_block,
-    measure_shift_block,
-    patch_origins,
-    patch_shifts,
     patch_ssim,
-    split_blocks,
-    study_pairs,
     wald_pairs,
 )
-from s2scale.pairs.ortho import (
-    DATE_TAG,
-    OrthoInfo,
+from s2scale.pairs.matching import match_histograms_block, measure_shift_block, patch_shifts
+from s2scale.pairs.ortho import DATE_TAG, OrthoInfo, open_orthophoto, parse_acquisition_date
+from s2scale.pairs.ortho_pixels import (
     OrthoWindow,
-    list_orthophotos,
     nested_grid,
-    open_orthophoto,
     orthophoto_to_hr,
-    parse_acquisition_date,
     read_ortho_window,
     read_orthophoto,
     render_hr,
 )
+from s2scale.pairs.ortho_sources import list_orthophotos
 from s2scale.pairs.scenes import Observation, candidate_observations, pair_window
+from s2scale.pairs.splits import STUDY_SPLIT, location_splits, split_blocks
 from s2scale.pairs.store import (
     PairStore,
     read_patch_provenance,
     read_patch_store,
     write_patch_store,
 )
+from s2scale.pairs.study import StudyPairs, best_lattice_offset, patch_origins, study_pairs
 
 __all__ = [
     "DATE_TAG",

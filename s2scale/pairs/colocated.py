@@ -17,11 +17,11 @@ resolution, built in five steps:
    non-negative least squares of the pan (averaged to the multispectral grid) on the bands;
 2. **area averaging** onto the nested 5 m grid (``rasterio.warp.reproject``, ``average``);
 3. **registration**: the reference averaged to 10 m is registered to the revisit by phase
-   correlation (:func:`~s2scale.pairs.kernels.measure_shift_block`); the source is moved by the
+   correlation (:func:`~s2scale.pairs.matching.measure_shift_block`); the source is moved by the
    measured sub-pixel shift and step 2 repeated, the residual shift is recorded;
 4. **radiometry**: each band is mapped to the revisit's reflectance, by a linear fit at 10 m
    (``lr = gain * hr_10m + offset``, least squares over valid pixels) or by histogram matching
-   (:func:`~s2scale.pairs.kernels.match_histograms_block`, the reference study's step);
+   (:func:`~s2scale.pairs.matching.match_histograms_block`, the reference study's step);
 5. **selection**: a pair is kept when ``|delta|`` (days between the two acquisitions) is at most
    ``max_delta_days``, the red band's correlation at 10 m is at least ``min_correlation`` and the
    SSIM of the 10 m reference to the revisit is at least ``ssim_min`` (the study's 0.45).
@@ -46,13 +46,8 @@ import numpy as np
 from affine import Affine
 
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
-from s2scale.pairs.kernels import (
-    SPLITS,
-    PatchSet,
-    area_downsample,
-    match_histograms_block,
-    measure_shift_block,
-)
+from s2scale.pairs.kernels import SPLITS, PatchSet, area_downsample
+from s2scale.pairs.matching import match_histograms_block, measure_shift_block
 from s2scale.sentinel2 import BANDS
 
 __all__ = [

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from s2scale.errors import ConfigError
-from s2scale.pairs.kernels import STUDY_SPLIT
 from s2scale.pairs.ortho import ORTHO_BANDS
+from s2scale.pairs.splits import STUDY_SPLIT
 from s2scale.sentinel2 import BANDS
 
 __all__ = ["PairsConfig"]

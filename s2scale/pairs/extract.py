@@ -3,9 +3,9 @@
 A group reads the observation's 10 m bands and SCL over the orthophoto's window on the tile's own
 UTM grid (:func:`read_lr`: clouds masked, tiles of the pass merged, or the median composite of
 several observations), reads the orthophoto around the same window (:func:`read_ortho`), and
-:func:`extract_group` runs :func:`~s2scale.pairs.kernels.study_pairs` on them (HR at 5 m nested in
+:func:`extract_group` runs :func:`~s2scale.pairs.study.study_pairs` on them (HR at 5 m nested in
 the 10 m pixels, co-registration check and correction, histogram matching, SSIM filter), splits
-the patches by location (:func:`~s2scale.pairs.kernels.location_splits` on a fixed block grid)
+the patches by location (:func:`~s2scale.pairs.splits.location_splits` on a fixed block grid)
 and writes them with their provenance (:meth:`~s2scale.pairs.store.PairStore.write_group`).
 :func:`survey_task` makes the scene choice of one orthophoto. These functions are what the Dask
 tasks of :mod:`s2scale.pipeline.pairs_run` call; they take plain values and paths.
@@ -22,10 +22,13 @@ import numpy as np
 
 from s2scale.grid import Bounds, TargetGrid
 from s2scale.pairs.config import PairsConfig
-from s2scale.pairs.kernels import SPLITS, location_splits, study_pairs
-from s2scale.pairs.ortho import OrthoInfo, OrthoWindow, nested_grid, read_ortho_window, render_hr
+from s2scale.pairs.kernels import SPLITS
+from s2scale.pairs.ortho import OrthoInfo
+from s2scale.pairs.ortho_pixels import OrthoWindow, nested_grid, read_ortho_window, render_hr
 from s2scale.pairs.scenes import Observation, survey_observations
+from s2scale.pairs.splits import location_splits
 from s2scale.pairs.store import PairStore
+from s2scale.pairs.study import study_pairs
 from s2scale.sentinel2 import RESOLUTION_M
 
 __all__ = [

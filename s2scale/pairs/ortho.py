@@ -1,4 +1,7 @@
-"""Orthophotos: listing (files, globs, STAC), headers, acquisition dates, bands, windows, HR grids.
+"""Orthophoto headers: CRS and grid, band meaning, acquisition dates (no pixels).
+
+Listing the orthophotos to open is :mod:`~s2scale.pairs.ortho_sources`; reading their pixels and
+resampling them onto the HR grid is :mod:`~s2scale.pairs.ortho_pixels`.
 
 An orthophoto is any GDAL raster (GeoTIFF, COG, VRT) in any projected CRS, RGB or RGB+NIR, 8 or
 16 bit. :func:`open_orthophoto` reads its header into an :class:`OrthoInfo`: CRS and grid, what
@@ -16,39 +19,29 @@ No data: the file's nodata value, an alpha band (0 = transparent) and pixels who
 
 from __future__ import annotations
 
-import glob
-import json
 import logging
 import math
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
-from s2scale.grid import Bounds, TargetGrid
+from s2scale.grid import Bounds
 
 __all__ = [
+    "BAND_ALIASES",
     "DATE_TAG",
     "ORTHO_BANDS",
     "BandMismatchError",
     "MissingCRSError",
     "MissingDateError",
     "OrthoInfo",
-    "OrthoWindow",
-    "list_orthophotos",
-    "nested_grid",
     "open_orthophoto",
-    "orthophoto_to_hr",
     "parse_acquisition_date",
-    "read_ortho_window",
-    "read_orthophoto",
-    "render_hr",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,7 +51,7 @@ DATE_TAG = "ACQUISITION_DATE"
 _DATE_TAGS = (DATE_TAG, "acquisition_date", "DATE_ACQUIRED", "datetime", "TIFFTAG_DATETIME")
 ORTHO_BANDS: tuple[str, ...] = ("red", "green", "blue", "nir")
 """Band names an orthophoto band may have (plus ``alpha``)."""
-_ALIASES = {
+BAND_ALIASES: dict[str, str] = {
     "red": "red",
     "r": "red",
     "b04": "red",
@@ -87,7 +80,7 @@ _ALIASES = {
     "a": "alpha",
     "mask": "alpha",
 }
-_RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
+"""Lower-case band descriptions and STAC common names -> band name (``red`` ... ``alpha``)."""
 
 
 class MissingCRSError(GridMismatchError):
@@ -102,36 +95,6 @@ class BandMismatchError(GridMismatchError):
     """An orthophoto's bands cannot be named, or lack a band of the patch store."""
 
 
-def nested_grid(lr_grid: TargetGrid, scale: int = 2) -> TargetGrid:
-    """The HR grid nested in ``lr_grid`` (same bounds, ``resolution_m / scale``).
-
-    Examples
-    --------
-    >>> nested_grid(TargetGrid("EPSG:32633", 10.0, (0.0, 0.0, 100.0, 50.0))).shape
-    (10, 20)
-    """
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2:
-        raise ConfigError(f"scale must be an integer >= 2 (2 for 10 m -> 5 m), got {scale!r}")
-    return TargetGrid(lr_grid.crs, lr_grid.resolution_m / scale, lr_grid.bounds)
-
-
-def read_orthophoto(path: str | Path) -> tuple[np.ndarray, Any, str, tuple[str, ...]]:
-    """Read a whole orthophoto: ``(data (band, y, x), transform, crs, band descriptions)``.
-
-    Raises :class:`~s2scale.errors.ReadError` if the file cannot be read.
-    """
-    import rasterio
-
-    try:
-        with rasterio.open(path) as src:
-            data = src.read()
-            names = tuple(d or f"band{i + 1}" for i, d in enumerate(src.descriptions))
-            return data, src.transform, str(src.crs), names
-    except (OSError, rasterio.errors.RasterioError) as err:
-        raise ReadError(f"cannot read orthophoto {str(path)!r}") from err
-
-
-# ------------------------------------------------------------------------------------ headers
 @dataclass(frozen=True)
 class OrthoInfo:
     """Header of one orthophoto: where it is, its grid, its bands and when it was flown."""
@@ -267,7 +230,7 @@ def _band_names(src: Any, given: Sequence[str] | None, href: str) -> tuple[str, 
                 f"{','.join(ORTHO_BANDS[:n]) if n <= 4 else 'red,green,blue,nir'}"
             )
         return names
-    described = [_ALIASES.get((d or "").strip().lower()) for d in src.descriptions]
+    described = [BAND_ALIASES.get((d or "").strip().lower()) for d in src.descriptions]
     if all(described) and len(set(described)) == n:
         return tuple(described)  # type: ignore[arg-type]
     interp = [c.name for c in src.colorinterp]
@@ -387,307 +350,3 @@ def open_orthophoto(
             f"orthophoto {href!r}: bands {list(info.bands)} are not usable (alpha must be last)"
         )
     return info
-
-
-# ------------------------------------------------------------------------------------ listing
-@dataclass(frozen=True)
-class OrthoSource:
-    """One orthophoto to open: its href, and what a STAC item says about it."""
-
-    href: str
-    """Path or URL."""
-    id: str | None = None
-    """STAC item id (files: ``None``, the stem is used)."""
-    datetime: str | None = None
-    """STAC item ``datetime``."""
-    bands: tuple[str, ...] | None = None
-    """Band names from the asset's ``eo:bands`` common names."""
-
-
-def list_orthophotos(
-    sources: Sequence[str | Path], *, collection: str | None = None
-) -> list[OrthoSource]:
-    """Expand paths, folders, globs and STAC sources into the orthophotos to open.
-
-    Parameters
-    ----------
-    sources
-        Each one is a raster path, a folder (its ``*.tif``, ``*.tiff``, ``*.vrt``), a glob
-        (``tiles/**/*.tif``), a local STAC file (ItemCollection, Collection or Catalog JSON) or a
-        STAC API URL (with ``collection``).
-    collection
-        Collection of orthophoto items to read from a STAC API URL.
-
-    Returns
-    -------
-    list of OrthoSource
-        In the order given, globs and folders sorted, duplicates removed.
-
-    Raises
-    ------
-    ConfigError
-        A source that matches nothing, or an API URL without ``collection``.
-    """
-    out: list[OrthoSource] = []
-    for source in sources:
-        text = str(source)
-        if text.startswith(("http://", "https://")) and not text.lower().endswith(_RASTER_SUFFIXES):
-            out += _stac_api_orthophotos(text, collection)
-            continue
-        path = Path(text).expanduser()
-        if path.suffix.lower() == ".json" and path.is_file():
-            out += _stac_file_orthophotos(path)
-        elif path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in _RASTER_SUFFIXES)
-            if not found:
-                raise ConfigError(f"folder {text!r} holds no .tif/.tiff/.vrt orthophoto")
-            out += [OrthoSource(str(p)) for p in found]
-        elif any(ch in text for ch in "*?["):
-            found = sorted(glob.glob(text, recursive=True))
-            if not found:
-                raise ConfigError(f"--orthophotos {text!r} matches no file; check the pattern")
-            out += [OrthoSource(p) for p in found]
-        elif path.is_file() or "://" in text or text.startswith("/vsi"):
-            out.append(OrthoSource(text))
-        else:
-            raise ConfigError(
-                f"orthophoto {text!r} does not exist; give files, a folder, a glob such as "
-                "'tiles/*.tif' or a STAC JSON"
-            )
-    seen: set[str] = set()
-    unique = []
-    for s in out:
-        if s.href not in seen:
-            seen.add(s.href)
-            unique.append(s)
-    return unique
-
-
-def _asset_of(item: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """The orthophoto asset of a STAC item: role ``data`` or a known key, else the first TIFF."""
-    assets = item.get("assets") or {}
-    for key in ("image", "data", "ortho", "orthophoto", "visual"):
-        if key in assets:
-            return key, assets[key]
-    for key, a in assets.items():
-        if "data" in (a.get("roles") or []):
-            return key, a
-    for key, a in assets.items():
-        if "tiff" in str(a.get("type", "")).lower() or str(a.get("href", "")).endswith(
-            (".tif", ".tiff")
-        ):
-            return key, a
-    return None
-
-
-def _item_source(item: Mapping[str, Any], base: Path | None) -> OrthoSource:
-    """The :class:`OrthoSource` of one STAC item dict."""
-    found = _asset_of(item)
-    if found is None:
-        raise ConfigError(
-            f"STAC item {item.get('id')!r} has no orthophoto asset (key image/data or role data)"
-        )
-    _, asset = found
-    href = str(asset["href"])
-    if base is not None and "://" not in href and not href.startswith("/"):
-        href = str((base / href).resolve())
-    common = [b.get("common_name") for b in asset.get("eo:bands", []) or []]
-    bands = tuple(_ALIASES.get(str(c).lower(), "") for c in common) if common else None
-    return OrthoSource(
-        href=href,
-        id=str(item.get("id")),
-        datetime=(item.get("properties") or {}).get("datetime"),
-        bands=bands if bands and all(bands) else None,
-    )
-
-
-def _stac_file_orthophotos(path: Path) -> list[OrthoSource]:
-    """Items of a local STAC ItemCollection, Collection or Catalog."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot read STAC file {str(path)!r}: {err}") from err
-    kind = data.get("type")
-    if kind == "FeatureCollection":
-        items = list(data.get("features", []))
-    elif kind == "Feature":
-        items = [data]
-    elif kind in ("Catalog", "Collection"):
-        import pystac
-
-        cat = pystac.read_file(str(path))
-        items = [it.to_dict(transform_hrefs=True) for it in cat.get_items(recursive=True)]
-    else:
-        raise ConfigError(f"{str(path)!r} is not a STAC ItemCollection, Collection or Catalog")
-    if not items:
-        raise ConfigError(f"STAC file {str(path)!r} lists no orthophoto item")
-    return [_item_source(it, path.parent.resolve()) for it in items]
-
-
-def _stac_api_orthophotos(url: str, collection: str | None) -> list[OrthoSource]:
-    """Items of one collection of a STAC API."""
-    if not collection:
-        raise ConfigError(
-            f"orthophotos from the STAC API {url} need --ortho-collection NAME (the collection "
-            "of orthophoto items)"
-        )
-    import requests
-    from pystac_client import Client
-    from pystac_client.exceptions import APIError
-
-    from s2scale.errors import StacApiError
-
-    try:
-        client = Client.open(url)
-        search = client.search(collections=[collection], limit=100)
-        items = [it for page in search.pages_as_dicts() for it in page.get("features", [])]
-    except (requests.RequestException, APIError, OSError) as err:
-        raise StacApiError(f"cannot list orthophotos of {collection!r} at {url}: {err}") from err
-    if not items:
-        raise ConfigError(f"STAC API {url} has no item in collection {collection!r}")
-    items.sort(key=lambda it: str(it.get("id")))
-    return [_item_source(it, None) for it in items]
-
-
-# ------------------------------------------------------------------------------------- pixels
-@dataclass(frozen=True)
-class OrthoWindow:
-    """A window of an orthophoto in the store's band order, ready for :func:`render_hr`."""
-
-    data: np.ndarray
-    """``(band, rows, cols)`` in the file's dtype."""
-    valid: np.ndarray
-    """``(rows, cols)`` bool, False at no data."""
-    transform: tuple[float, float, float, float, float, float]
-    """Affine coefficients of the window."""
-    crs: str
-    """CRS of the orthophoto."""
-
-
-def read_ortho_window(info: OrthoInfo, bounds: Bounds, bands: Sequence[str]) -> OrthoWindow:
-    """Read the part of an orthophoto that covers ``bounds`` (in its CRS), bands in order.
-
-    Raises
-    ------
-    ReadError
-        If the file cannot be read, or ``bounds`` miss it.
-    """
-    import rasterio
-    from rasterio.windows import Window, from_bounds
-
-    index = info.band_index(bands)
-    alpha = info.bands.index("alpha") + 1 if "alpha" in info.bands else None
-    try:
-        with rasterio.open(info.href) as src:
-            w = from_bounds(*bounds, transform=src.transform)
-            c0, r0 = math.floor(w.col_off), math.floor(w.row_off)
-            c1, r1 = math.ceil(w.col_off + w.width), math.ceil(w.row_off + w.height)
-            win = Window(c0, r0, c1 - c0, r1 - r0)
-            full = Window(0, 0, src.width, src.height)
-            try:
-                win = win.intersection(full)
-            except rasterio.errors.WindowError as err:
-                raise ReadError(
-                    f"bounds {bounds} miss orthophoto {info.href!r} ({info.bounds})"
-                ) from err
-            data = src.read(index, window=win)
-            valid = ~(data == 0).all(0)
-            if info.nodata is not None:
-                valid &= ~(data == info.nodata).any(0)
-            if alpha is not None:
-                valid &= src.read(alpha, window=win) > 0
-            transform = tuple(src.window_transform(win))[:6]
-    except rasterio.errors.RasterioError as err:
-        raise ReadError(f"cannot read orthophoto {info.href!r}: {err}") from err
-    return OrthoWindow(data=data, valid=valid, transform=transform, crs=info.crs)  # type: ignore[arg-type]
-
-
-def orthophoto_to_hr(
-    ortho: np.ndarray,
-    src_transform: Any,
-    src_crs: str,
-    hr_grid: TargetGrid,
-    *,
-    src_nodata: float | None = None,
-    mean_filter_px: int = 1,
-) -> np.ndarray:
-    """Mean-filter and area-average an orthophoto onto ``hr_grid``, float32.
-
-    A ``mean_filter_px`` box filter at the orthophoto's resolution (against aliasing and noise;
-    1 = none) is followed by ``rasterio.warp.reproject`` with ``Resampling.average``, which
-    averages every source pixel falling into a target pixel and handles the change of CRS (e.g.
-    EPSG:31287 or EPSG:2056 -> UTM). NaN in ``ortho`` is no data; it spreads over the filter box.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 ``(band, rows, cols)`` of ``hr_grid``, in the orthophoto's units; NaN where the
-        orthophoto does not cover the grid.
-    """
-    from rasterio.warp import Resampling, reproject
-    from scipy.ndimage import uniform_filter
-
-    if mean_filter_px < 1:
-        raise ConfigError(f"mean_filter_px={mean_filter_px} must be >= 1 (1: no filter)")
-    out = np.full((ortho.shape[0], *hr_grid.shape), np.nan, np.float32)
-    for b in range(ortho.shape[0]):
-        band = ortho[b].astype(np.float32)
-        if src_nodata is not None:
-            band[band == src_nodata] = np.nan
-        if mean_filter_px > 1:
-            band = uniform_filter(band, mean_filter_px, mode="nearest")
-        reproject(
-            band,
-            out[b],
-            src_transform=src_transform,
-            src_crs=src_crs,
-            src_nodata=np.nan,
-            dst_transform=hr_grid.transform,
-            dst_crs=hr_grid.crs,
-            dst_nodata=np.nan,
-            resampling=Resampling.average,
-        )
-    return out
-
-
-def render_hr(
-    window: OrthoWindow,
-    hr_grid: TargetGrid,
-    offset_px: tuple[float, float] = (0.0, 0.0),
-    *,
-    lr_resolution_m: float = 10.0,
-    mean_filter_m: float = 0.0,
-) -> np.ndarray:
-    """An orthophoto window on the HR grid, its content moved by ``offset_px`` LR pixels.
-
-    The HR grid never moves: a displacement ``(dy, dx)`` (rows down, columns right, in LR pixels
-    of ``lr_resolution_m``) is applied to the orthophoto's georeference, converted into its CRS
-    at the window centre, before :func:`orthophoto_to_hr`. HR pixels at the edge of the
-    orthophoto's coverage (partly covered) are no data.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 ``(band, rows, cols)`` of ``hr_grid`` in the orthophoto's units, NaN = no data.
-    """
-    from affine import Affine
-    from pyproj import Transformer
-    from scipy.ndimage import binary_erosion
-
-    transform = Affine(*window.transform)
-    dy, dx = offset_px
-    if dy or dx:
-        minx, miny, maxx, maxy = hr_grid.bounds
-        cx, cy = (minx + maxx) / 2, (miny + maxy) / 2
-        tr = Transformer.from_crs(hr_grid.crs, window.crs, always_xy=True)
-        (x0, x1), (y0, y1) = tr.transform(
-            [cx, cx + dx * lr_resolution_m], [cy, cy - dy * lr_resolution_m]
-        )
-        transform = Affine.translation(x1 - x0, y1 - y0) * transform
-    data = np.where(window.valid[None], window.data.astype(np.float32), np.nan)
-    size = max(1, round(mean_filter_m / max(abs(transform.a), 1e-9)))
-    size += 1 - size % 2  # odd boxes keep the filter centred
-    out = orthophoto_to_hr(data, transform, window.crs, hr_grid, mean_filter_px=size)
-    ok = binary_erosion(np.isfinite(out).all(0), iterations=1, border_value=0)
-    out[:, ~ok] = np.nan
-    return out

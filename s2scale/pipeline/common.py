@@ -1,4 +1,4 @@
-"""Small helpers shared by the pipeline modules: stage timing, search, URL redaction."""
+"""Small helpers shared by the pipeline modules: stage timing, search, URL redaction, the client."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from s2scale import catalog
-from s2scale.config import RunConfig
+from s2scale.config import ClusterConfig, RunConfig
 from s2scale.errors import ConfigError
 
-__all__ = ["DEMO_DATETIME", "redact", "run_search", "timed"]
+__all__ = ["DEMO_DATETIME", "open_client", "redact", "run_search", "run_token", "timed"]
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +54,22 @@ def redact(url: str | Path) -> str:
     from s2scale.mosaic import redact_url
 
     return redact_url(url)
+
+
+def open_client(cluster: ClusterConfig, client: Any, timings: dict[str, float]) -> tuple[Any, bool]:
+    """The given client, or a new one for ``cluster`` and ``True`` (then the caller closes it)."""
+    if client is not None:
+        return client, False
+    from s2scale.cluster import make_client
+
+    with timed("cluster", timings):
+        client = make_client(cluster)
+    log.warning("dashboard: %s", client.dashboard_link)
+    return client, True
+
+
+def run_token(fingerprint: Any, target: str) -> str:
+    """Eight characters naming one run's write tasks (equal inputs give equal task keys)."""
+    from dask.base import tokenize
+
+    return tokenize(fingerprint, target)[:8]

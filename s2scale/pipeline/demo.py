@@ -22,8 +22,9 @@ from s2scale.errors import ConfigError
 from s2scale.grid import TargetGrid
 from s2scale.mosaic import mosaic
 from s2scale.pipeline.common import DEMO_DATETIME, timed
+from s2scale.pipeline.cube_run import run_cube
 from s2scale.pipeline.jobs import run_sample
-from s2scale.pipeline.run import run_cube, run_upscale
+from s2scale.pipeline.upscale_run import run_upscale
 from s2scale.sentinel2 import DN_SCALE, to_dn
 
 __all__ = ["run_demo"]

@@ -52,7 +52,7 @@ from s2scale.pairs.ortho import (
     MissingCRSError,
     MissingDateError,
 )
-from s2scale.pipeline.common import redact, timed
+from s2scale.pipeline.common import open_client, redact, timed
 from s2scale.pipeline.waves import run_waves
 from s2scale.sentinel2 import BANDS
 
@@ -281,18 +281,6 @@ def plan_pairs(cfg: PairsConfig, cat: CatalogConfig) -> PairsPlan:
     )
 
 
-def _client(cluster: ClusterConfig, client: Any, timings: dict[str, float]) -> tuple[Any, bool]:
-    """The given client, or a new one (then owned and closed here)."""
-    if client is not None:
-        return client, False
-    from s2scale.cluster import make_client
-
-    with timed("cluster", timings):
-        client = make_client(cluster)
-    log.warning("dashboard: %s", client.dashboard_link)
-    return client, True
-
-
 def _in_flight(client: Any, cfg: PairsConfig, cluster: ClusterConfig) -> int:
     """Groups on the cluster at once: as configured, else twice the cluster's threads."""
     if cfg.groups_in_flight or cluster.units_in_flight:
@@ -427,7 +415,7 @@ def run_stac_pairs(
     skips = _Skips(cat.skip_errors)
     skips.items = list(plan.skipped)
     margin_m = (cfg.max_shift_px + 1.0) * 10.0 + cfg.mean_filter_m
-    client, own = _client(run.cluster, client, timings)
+    client, own = open_client(run.cluster, client, timings)
     try:
         report["dashboard"] = client.dashboard_link
         in_flight = _in_flight(client, cfg, run.cluster)

@@ -1,7 +1,7 @@
 """Held-out evaluation of trained generators against bicubic (the numbers of the model cards).
 
 The main case is **Wald's protocol on real Sentinel-2**: the held-out east part of every real
-scene (:func:`s2scale.train.realdata.validation_scenes`, never cut into training patches) is
+scene (:func:`s2scale.train.realscenes.validation_scenes`, never cut into training patches) is
 degraded 10 m -> 20 m with the nominal Sentinel-2 PSF and a 2x2 mean
 (:func:`s2scale.degradation.degrade_nominal`), rounded to whole DN, upscaled x2 and scored
 against the real 10 m bands. The held-out part of the real orthophoto is scored the same way
@@ -32,7 +32,7 @@ from s2scale.degradation import degrade_nominal
 from s2scale.metrics import PerceptualMetric
 from s2scale.pairs import wald_pairs
 from s2scale.sentinel2 import DN_SCALE, to_reflectance
-from s2scale.train.realdata import heldout_ortho, real_s2_dir, validation_scenes
+from s2scale.train.realscenes import heldout_ortho, real_s2_dir, validation_scenes
 from s2scale.train.sources import (
     HELD_OUT_SEED,
     SHARED_DATA_ENV,
@@ -93,7 +93,7 @@ def heldout_real_ortho(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Held-out real orthophoto pair (SIMULATED LR), reflectance; ``None`` if absent.
 
-    See :func:`s2scale.train.realdata.heldout_ortho`; the LR is rounded to whole DN.
+    See :func:`s2scale.train.realscenes.heldout_ortho`; the LR is rounded to whole DN.
     """
     pair = heldout_ortho(pixel_m, ortho_dir=ortho_dir)
     if pair is None:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2scale.errors import CheckpointError, ConfigError
-from s2scale.models.backbones import VGG16_LAYERS
+from s2scale.models.imagenet import VGG16_LAYERS
 
 __all__ = [
     "EMA",
@@ -99,7 +99,7 @@ def _vgg19_features() -> nn.Sequential:
 
 def _vgg16_random() -> nn.Sequential:
     """``torchvision.models.vgg16().features`` with torchvision's random initialisation."""
-    from s2scale.models.backbones import vgg16_features
+    from s2scale.models.imagenet import vgg16_features
 
     features = vgg16_features()
     for module in features:
@@ -188,7 +188,7 @@ class PerceptualLoss(nn.Module):
     ----------
     layer_weights
         Weight per layer name (:data:`VGG19_LAYERS`, or
-        :data:`s2scale.models.backbones.VGG16_LAYERS` for ``vgg16``).
+        :data:`s2scale.models.imagenet.VGG16_LAYERS` for ``vgg16``).
     weights
         ``vgg19``: path to ``vgg19-dcbb9e9d.pth`` (``None``: ``torch.hub.get_dir()/checkpoints``);
         ``vgg16``: an imported ``s2scale-lpips-vgg16-v0.1.pt`` (``None``: the weights cache).

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from s2scale.deploy.config import RUN_AS_UID
-from s2scale.deploy.render import TORCH_HOME
+from s2scale.deploy.pods import TORCH_HOME
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "deploy" / "Dockerfile").read_text()

@@ -14,13 +14,9 @@ from test_deploy_render import RICH, _cfg, _job
 
 from s2scale.cli import main
 from s2scale.deploy.config import DeployConfig, parse_affinity
-from s2scale.deploy.render import (
-    objects_from_yaml,
-    render_layout,
-    render_objects,
-    variants,
-    write_layout,
-)
+from s2scale.deploy.layout import objects_from_yaml, render_layout, write_layout
+from s2scale.deploy.render import render_objects
+from s2scale.deploy.runconfig import variants
 from s2scale.deploy.sizing import job_deadline_s
 from s2scale.deploy.validate import operator_children
 

@@ -22,16 +22,15 @@ from s2scale.deploy.config import (
     parse_node_selector,
     parse_toleration,
 )
-from s2scale.deploy.render import (
+from s2scale.deploy.layout import (
     HEADER,
     canonical,
-    namespace_objects,
     objects_from_yaml,
     render_layout,
-    render_objects,
-    variants,
     write_layout,
 )
+from s2scale.deploy.render import namespace_objects, render_objects
+from s2scale.deploy.runconfig import variants
 from s2scale.deploy.validate import (
     KUBERNETES_VERSION,
     check_objects,

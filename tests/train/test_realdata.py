@@ -11,10 +11,9 @@ from s2scale.errors import ConfigError
 from s2scale.pairs import read_patch_provenance, read_patch_store
 from s2scale.train.config import DataConfig, TrainConfig
 from s2scale.train.data import PairDataset
-from s2scale.train.realdata import (
+from s2scale.train.realdata import build_mixed_store, mixed_indices
+from s2scale.train.realscenes import (
     REAL_S2_SCENES,
-    build_mixed_store,
-    mixed_indices,
     read_real_scene,
     split_columns,
     validation_scenes,

@@ -1,11 +1,12 @@
-"""The two stages of a national run, each one plan executed in waves of work units.
+"""The upscale stage: one plan executed in waves of work units.
 
-- :func:`run_cube`: search -> per-zone composites, written region by region to a resumable store.
-- :func:`run_upscale`: search (or a composite store) -> per-unit composite, super-resolution,
-  blend -> the national mosaic, written region by region to a resumable store; COG and STAC.
+Search (or a composite store of :mod:`s2scale.pipeline.cube_run`) -> per-unit composite,
+super-resolution, blend -> the national mosaic, written region by region to a resumable store;
+then the COG and its STAC collection (:mod:`s2scale.mosaic.export`).
 
-Both build their :class:`~s2scale.pipeline.plan.Plan` once, print it with ``dry_run`` and submit
-units with :func:`~s2scale.pipeline.waves.run_waves` (bounded graphs, retries, watchdog).
+:func:`plan_upscale` builds the :class:`~s2scale.pipeline.plan.Plan` once (``--dry-run`` prints
+it); :func:`run_upscale` submits its units with :func:`~s2scale.pipeline.waves.run_waves` (bounded
+graphs, retries, watchdog).
 """
 
 from __future__ import annotations
@@ -21,29 +22,16 @@ import xarray as xr
 from s2scale import catalog, cubestore
 from s2scale.cluster import close_client
 from s2scale.config import RunConfig
-from s2scale.errors import ClusterError, ConfigError
+from s2scale.errors import ClusterError
 from s2scale.grid import TargetGrid
-from s2scale.pipeline.common import redact, run_search, timed
+from s2scale.pipeline.common import open_client, redact, run_search, run_token, timed
 from s2scale.pipeline.estimate import Records, estimate_gpu_seconds
-from s2scale.pipeline.plan import (
-    CubeUnit,
-    Plan,
-    build_plan,
-    cube_units,
-    fingerprint,
-    plan_zones,
-)
-from s2scale.pipeline.units import (
-    StacComposites,
-    StoreComposites,
-    count_tasks,
-    stac_composite,
-    submit_unit,
-)
+from s2scale.pipeline.plan import Plan, build_plan, fingerprint
+from s2scale.pipeline.units import StacComposites, StoreComposites, count_tasks, submit_unit
 from s2scale.pipeline.waves import default_in_flight, run_waves, wait_for_gpu_workers
 from s2scale.sentinel2 import BANDS
 
-__all__ = ["plan_upscale", "run_cube", "run_upscale"]
+__all__ = ["plan_upscale", "run_upscale"]
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +41,6 @@ def _device_kind(device: str) -> str:
     from s2scale.infer import resolve_device
 
     return resolve_device(device).type
-
-
-def _client(cfg: RunConfig, client: Any, timings: dict[str, float]) -> tuple[Any, bool]:
-    """The given client, or a new one for ``cfg.cluster`` (then owned by the caller)."""
-    if client is not None:
-        return client, False
-    from s2scale.cluster import make_client
-
-    with timed("cluster", timings):
-        client = make_client(cfg.cluster)
-    log.warning("dashboard: %s", client.dashboard_link)
-    return client, True
 
 
 def plan_upscale(
@@ -148,7 +124,7 @@ def run_upscale(
         report["dry_run"] = True
         return report
     timings = report["timings_s"]
-    client, own = _client(cfg, client, timings)
+    client, own = open_client(cfg.cluster, client, timings)
     try:
         report["dashboard"] = client.dashboard_link
         device_kind, dtype = _resolve_device(cfg, client)
@@ -162,7 +138,7 @@ def run_upscale(
         done = done_regions(handle)
         todo = [u for u in plan.units if not done[u.region[0] // chunk, u.region[2] // chunk]]
         reader = _reader(plan)
-        token = _token(fp, handle.target)
+        token = run_token(fp, handle.target)
         log.info(
             "upscale: %d units, %d written before", len(plan.units), len(plan.units) - len(todo)
         )
@@ -220,12 +196,6 @@ def _reader(plan: Plan) -> Any:
     return StoreComposites(arrays={z.epsg: store.reflectance(z) for z in store.zones})
 
 
-def _token(fp: dict, target: str) -> str:
-    from dask.base import tokenize
-
-    return tokenize(fp, target)[:8]
-
-
 def _template(grid: TargetGrid, chunk_px: int) -> xr.DataArray:
     """A lazy all-zero mosaic on ``grid`` whose chunks are the regions (only metadata is used)."""
     rows, cols = grid.shape
@@ -250,125 +220,3 @@ def _export(cfg: RunConfig, store: Path, grid: TargetGrid) -> dict[str, Any]:
     }  # fmt: skip
     stac = write_stac(store.parent / f"{store.stem}-stac", cogs=[cog], grid=grid, properties=props)
     return {"cog": str(cog), "stac": str(stac)}
-
-
-# ------------------------------------------------------------------------------ composite stage
-def _cube_fingerprint(cfg: RunConfig) -> dict[str, Any]:
-    c = cfg.catalog
-    return {
-        "stac": c.stac, "aoi": c.aoi, "datetime": c.datetime, "collection": c.collection,
-        "max_cloud_cover": c.max_cloud_cover, "mask_snow": cfg.cube.mask_snow,
-    }  # fmt: skip
-
-
-def _composite_both(plan_scenes: tuple, zone: Any, unit: CubeUnit, cfg: RunConfig) -> da.Array:
-    """Lazy ``(band + 1, y, x)``: the composite of one store chunk and its clear count last."""
-    c = cfg.cube
-    comp = stac_composite(
-        [plan_scenes[i] for i in unit.scenes], zone.window_bounds(unit.window),
-        chunk_px=c.chunk_px, time_chunk=c.time_chunk, mask_snow=c.mask_snow,
-    )  # fmt: skip
-    return da.concatenate([comp.reflectance.data, comp.clear_count.data[None]], axis=0)
-
-
-def run_cube(
-    cfg: RunConfig,
-    out: str | Path,
-    *,
-    dry_run: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    client: Any | None = None,
-) -> dict[str, Any]:
-    """Search, composite per zone chunk by chunk, and write a resumable composite store.
-
-    The store (:mod:`s2scale.cubestore`) holds one group per UTM zone with ``reflectance``
-    ``(band, y, x)`` and ``clear_count`` ``(y, x)``; each chunk is one work unit that reads only
-    the scenes overlapping it. A rerun of the same configuration computes only missing chunks;
-    ``s2scale upscale --from-cube`` reads it. With ``dry_run`` nothing is read or written.
-    """
-    timings: dict[str, float] = {}
-    with timed("search", timings):
-        result = run_search(cfg)
-    scenes = tuple(result.scenes)
-    with timed("plan", timings):
-        zones = plan_zones(cfg, scenes)
-        units = cube_units(cfg, scenes, zones)
-    tasks = _cube_tasks(cfg, scenes, zones, units) or [0]
-    report: dict[str, Any] = {
-        "scenes": len(result),
-        "skipped_items": [list(s) for s in result.skipped],
-        "tiles": sorted({s.mgrs_tile for s in result}),
-        "zones": [z.to_json() for z in zones],
-        "units": len(units),
-        "tasks_total": int(sum(tasks)),
-        "tasks_per_unit": {"mean": round(float(np.mean(tasks)), 1), "max": int(max(tasks))},
-        "out": redact(out),
-        "timings_s": timings,
-    }
-    if dry_run:
-        report["dry_run"] = True
-        return report
-    if not units:
-        raise ConfigError("no scene overlaps the AOI's regions; check --aoi and --datetime")
-    specs = [cubestore.ZoneSpec(epsg=z.epsg, bounds=z.bounds) for z in zones]
-    store = cubestore.create_cube_store(
-        str(out), specs, bands=BANDS, chunk_px=cfg.cube.chunk_px,
-        fingerprint=_cube_fingerprint(cfg), overwrite=overwrite,
-    )  # fmt: skip
-    done = {z.group: store.done(z) for z in store.zones}
-    chunk = cfg.cube.chunk_px
-
-    def is_done(u: CubeUnit) -> bool:
-        return bool(done[specs[u.zone].group][u.window[0] // chunk, u.window[2] // chunk])
-
-    todo = [u for u in units if not is_done(u)]
-
-    token = _token(report["zones"], store.path)
-
-    def submit(u: CubeUnit) -> Any:
-        zone = zones[u.zone]
-        both = client.compute(_composite_both(scenes, zone, u, cfg), priority=-u.index)
-        return client.submit(
-            cubestore.write_cube_region, both, path=store.path, group=specs[u.zone].group,
-            window=u.window, chunk_px=chunk, key=f"write-cube-{token}-{u.index}",
-            priority=-u.index,
-        )  # fmt: skip
-
-    client, own = _client(cfg, client, timings)
-    try:
-        with timed("units", timings):
-            waves = run_waves(
-                client, todo, submit,
-                in_flight=cfg.cluster.units_in_flight or max(2, 2 * _n_workers(client)),
-                retries=cfg.cluster.unit_retries, lost_timeout_s=cfg.cluster.lost_timeout_s,
-                skip_errors=cfg.catalog.skip_errors, progress=progress, label="cube",
-                describe=lambda u: {"unit": u.index, "zone": zones[u.zone].crs,
-                                    "window": list(u.window)},
-            )  # fmt: skip
-    finally:
-        if own:
-            close_client(client)
-    report["regions_computed"] = waves.finished
-    report["regions_reused"] = len(units) - len(todo)
-    report["regions_failed"] = waves.failed
-    report["written"] = [{"group": s.group, "shape": [len(BANDS), *s.shape]} for s in specs]
-    return report
-
-
-def _cube_tasks(cfg: RunConfig, scenes: tuple, zones: tuple, units: list[CubeUnit]) -> list[int]:
-    """Tasks per composite unit, counted on built graphs (one per distinct scene count)."""
-    import dask
-
-    cache: dict[int, int] = {}
-    out = []
-    for u in units:
-        if len(u.scenes) not in cache:
-            (opt,) = dask.optimize(_composite_both(scenes, zones[u.zone], u, cfg))
-            cache[len(u.scenes)] = len(opt.__dask_graph__()) + 1  # + the write
-        out.append(cache[len(u.scenes)])
-    return out
-
-
-def _n_workers(client: Any) -> int:
-    return len(client.scheduler_info(n_workers=-1).get("workers", {}))
