@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +31,9 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr
 
+from s2scale import resumable
 from s2scale.cube import Zone
 from s2scale.errors import ReadError
-from s2scale.resumable import (
-    StoreKind,
-    StoreLocation,
-    create_done_grid,
-    mark_done,
-    open_or_create,
-    read_done,
-    read_manifest,
-    resolve_store,
-)
 from s2scale.sentinel2 import RESOLUTION_M
 
 __all__ = ["CubeStore", "create_cube_store", "open_cube_store", "write_cube_region"]
@@ -49,7 +41,9 @@ __all__ = ["CubeStore", "create_cube_store", "open_cube_store", "write_cube_regi
 log = logging.getLogger(__name__)
 
 _FORMAT = "s2scale.cube/1"
-_KIND = StoreKind(name="composite store", fix="pass --overwrite to replace it or use another --out")
+_KIND = resumable.StoreKind(
+    name="composite store", fix="pass --overwrite to replace it or use another --out"
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +63,7 @@ class CubeStore:
 
     def done(self, zone: Zone) -> np.ndarray:
         """``(block_y, block_x)`` bool: regions of ``zone`` completely written."""
-        return read_done(self.path, f"done_{zone.group}")
+        return resumable.read_done(self.path, f"done_{zone.group}")
 
     def reflectance(self, zone: Zone) -> da.Array:
         """Lazy ``(band, y, x)`` uint16 of a zone, chunked as stored."""
@@ -133,17 +127,14 @@ def create_cube_store(
         "zones": [{"epsg": z.epsg, "bounds": list(z.bounds)} for z in zones],
         "fingerprint": fingerprint,
     }  # fmt: skip
-    loc, _ = open_or_create(
-        path,
-        _KIND,
-        manifest,
-        create=lambda loc: _create(loc, zones, bands, chunk_px),
-        overwrite=overwrite,
-    )
+    create = partial(_create, zones=zones, bands=bands, chunk_px=chunk_px)
+    loc, _ = resumable.open_or_create(path, _KIND, manifest, create=create, overwrite=overwrite)
     return open_cube_store(loc.target)
 
 
-def _create(loc: StoreLocation, zones: Sequence[Zone], bands: Sequence[str], chunk_px: int) -> None:
+def _create(
+    loc: resumable.StoreLocation, zones: Sequence[Zone], bands: Sequence[str], chunk_px: int
+) -> None:
     """Write the zones' groups (metadata only) and their empty done marks."""
     zarr.open_group(loc.target, mode="w", zarr_format=3)
     for zone in zones:
@@ -156,15 +147,15 @@ def _create(loc: StoreLocation, zones: Sequence[Zone], bands: Sequence[str], chu
     for zone in zones:
         rows, cols = zone.shape
         n_blocks = (-(-rows // chunk_px), -(-cols // chunk_px))
-        create_done_grid(loc.target, f"done_{zone.group}", n_blocks)
+        resumable.create_done_grid(loc.target, f"done_{zone.group}", n_blocks)
 
 
 def open_cube_store(path: str | Path) -> CubeStore:
     """Open a store written by ``s2scale cube`` (raises :class:`ReadError` if it is none)."""
-    loc = resolve_store(path)
+    loc = resumable.resolve_store(path)
     if not loc.has("zarr.json"):
         raise ReadError(f"no composite store at {loc.shown!r}; write one with 's2scale cube --out'")
-    m = read_manifest(loc.target, _KIND)
+    m = resumable.read_manifest(loc.target, _KIND)
     if m.get("format") != _FORMAT:
         raise ReadError(
             f"{loc.shown!r} is not an s2scale composite store (no {_FORMAT} manifest); write one "
@@ -184,5 +175,5 @@ def write_cube_region(
     count = zarr.open_array(path, path=f"{group}/clear_count", mode="r+")
     refl[:, y0:y1, x0:x1] = both[:-1]
     count[y0:y1, x0:x1] = both[-1]
-    mark_done(path, f"done_{group}", (y0 // chunk_px, x0 // chunk_px))
+    resumable.mark_done(path, f"done_{group}", (y0 // chunk_px, x0 // chunk_px))
     return window

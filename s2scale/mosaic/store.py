@@ -33,19 +33,11 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
+from s2scale import resumable
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
 from s2scale.grid import TargetGrid
 from s2scale.mosaic.blend import Region
-from s2scale.resumable import (
-    StoreKind,
-    StoreLocation,
-    create_done_grid,
-    mark_done,
-    open_or_create,
-    read_done,
-    redact_url,
-    resolve_store,
-)
+from s2scale.resumable import redact_url
 
 __all__ = [
     "StoreHandle",
@@ -61,7 +53,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _FORMAT = "s2scale.mosaic/1"
-_KIND = StoreKind(
+_KIND = resumable.StoreKind(
     name="mosaic store", fix="pass overwrite=True to replace it or write to another store"
 )
 _DONE = "done"
@@ -96,7 +88,7 @@ def open_mosaic(store: str | Path) -> xr.Dataset:
         ``.rio.transform()`` set. The store has no consolidated metadata (not part of Zarr v3), so
         plain ``xr.open_zarr`` needs ``consolidated=False``.
     """
-    loc = resolve_store(store)
+    loc = resumable.resolve_store(store)
     if not loc.has("zarr.json"):
         raise ReadError(f"no Zarr store at {loc.shown!r}")
     return xr.open_zarr(loc.target, zarr_format=3, consolidated=False)
@@ -185,7 +177,7 @@ def _prepare(
 ) -> StoreHandle:
     """:func:`prepare_store` for an array already checked by :func:`_coerce_mosaic`."""
     manifest = _manifest(arr, grid, chunks, config_fingerprint)
-    loc, created = open_or_create(
+    loc, created = resumable.open_or_create(
         store,
         _KIND,
         manifest,
@@ -197,7 +189,7 @@ def _prepare(
 
 def done_regions(handle: StoreHandle) -> np.ndarray:
     """``(block_y, block_x)`` bool: which regions of the store are completely written."""
-    return read_done(handle.target, _DONE)
+    return resumable.read_done(handle.target, _DONE)
 
 
 def write_mosaic(
@@ -350,7 +342,7 @@ def _coerce_regions(
 
 
 def _create(
-    arr: xr.DataArray, loc: StoreLocation, grid: TargetGrid, chunks: tuple[int, int]
+    arr: xr.DataArray, loc: resumable.StoreLocation, grid: TargetGrid, chunks: tuple[int, int]
 ) -> None:
     """Write all metadata (lazy template, nothing computed) and the empty done marks."""
     ds = arr.to_dataset(name=_VAR)
@@ -362,7 +354,7 @@ def _create(
     ds.to_zarr(
         loc.target, mode="w", compute=False, zarr_format=3, consolidated=False, encoding=encoding
     )
-    create_done_grid(loc.target, _DONE, (len(arr.chunks[1]), len(arr.chunks[2])))
+    resumable.create_done_grid(loc.target, _DONE, (len(arr.chunks[1]), len(arr.chunks[2])))
 
 
 def write_region(
@@ -381,6 +373,6 @@ def write_region(
         zarr_format=3,
         consolidated=False,
     )
-    mark_done(target, _DONE, (r0 // chunks[0], c0 // chunks[1]))
+    resumable.mark_done(target, _DONE, (r0 // chunks[0], c0 // chunks[1]))
     log.debug("region %s written", region)
     return region

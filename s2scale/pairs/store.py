@@ -31,16 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from s2scale import resumable
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
 from s2scale.pairs.kernels import SPLITS, PatchSet
-from s2scale.resumable import (
-    StoreKind,
-    StoreLocation,
-    done_records,
-    jsonable,
-    mark_record_done,
-    open_or_create,
-)
 from s2scale.sentinel2 import BANDS
 
 __all__ = [
@@ -67,7 +60,7 @@ PART_ARRAYS: tuple[str, ...] = (
 )
 """Arrays of one part (task group), each with one row per patch."""
 _ROOT_ONLY = ("source", "crs", "scene_id", "ortho_id")
-_KIND = StoreKind(
+_KIND = resumable.StoreKind(
     name="pair store",
     fix="pass --overwrite to replace it or choose another --out",
     group="",
@@ -227,7 +220,7 @@ class PairStore:
             If ``path`` holds a pair store of another configuration or bands (the message
             names the differences), or something else, and ``overwrite`` is false.
         """
-        meta = jsonable(
+        meta = resumable.jsonable(
             {
                 "version": 1,
                 "fingerprint": dict(fingerprint),
@@ -237,7 +230,7 @@ class PairStore:
             }
         )
 
-        def create(loc: StoreLocation) -> None:
+        def create(loc: resumable.StoreLocation) -> None:
             import zarr
 
             from s2scale.models.checkpoint import Normalization
@@ -247,7 +240,7 @@ class PairStore:
             root.create_group("surveys")
             norm = Normalization.coerce(normalization or {}).to_dict()
             root.attrs.update(
-                jsonable(
+                resumable.jsonable(
                     {
                         "bands": list(bands),
                         "scale": int(scale),
@@ -259,7 +252,7 @@ class PairStore:
                 )
             )
 
-        open_or_create(path, _KIND, meta, create=create, overwrite=overwrite)
+        resumable.open_or_create(path, _KIND, meta, create=create, overwrite=overwrite)
         return cls(path)
 
     def _root(self, mode: str = "r") -> Any:
@@ -278,7 +271,7 @@ class PairStore:
     # ----------------------------------------------------------------- records
     def _records(self, child: str) -> dict[str, dict[str, Any]]:
         """``{name: record}`` of the finished members of ``parts`` or ``surveys``."""
-        return done_records(self._root()[child])
+        return resumable.done_records(self._root()[child])
 
     def done_groups(self) -> dict[str, dict[str, Any]]:
         """Records of the finished task groups, by group id."""
@@ -291,7 +284,7 @@ class PairStore:
     def write_survey(self, ortho_id: str, record: Mapping[str, Any]) -> None:
         """Record the scene choice of one orthophoto (done by the survey task)."""
         group = self._root("r+")["surveys"].create_group(ortho_id, overwrite=True)
-        mark_record_done(group, record)
+        resumable.mark_record_done(group, record)
 
     def write_group(
         self, gid: str, arrays: Mapping[str, np.ndarray], record: Mapping[str, Any]
@@ -312,7 +305,7 @@ class PairStore:
             )
             if n:
                 arr[...] = data
-        return mark_record_done(group, {**record, "group": gid, "patches": n})
+        return resumable.mark_record_done(group, {**record, "group": gid, "patches": n})
 
     # ----------------------------------------------------------------- root arrays
     def consolidate(
@@ -379,8 +372,7 @@ class PairStore:
             offset += n
         split = np.asarray(out["split"][...]) if n_total else np.zeros(0, np.int8)
         counts = {s: int((split == j).sum()) for j, s in enumerate(SPLITS)}
-        root.attrs.update(
-            jsonable({"counts": counts, "sources": sources, "provenance": dict(provenance or {})})
-        )
+        summary = {"counts": counts, "sources": sources, "provenance": dict(provenance or {})}
+        root.attrs.update(resumable.jsonable(summary))
         log.info("pair store %s: %d pairs %s", self.path, n_total, counts)
         return {"patches": n_total, "counts": counts}
