@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ import dask.array as da
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+from affine import Affine
 from shapely.geometry import shape
 
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
@@ -32,7 +33,7 @@ from s2scale.sentinel2 import BANDS, MASK_BAND, RESOLUTION_M
 
 __all__ = [
     "INVALID_SCL",
-    "CubePlan",
+    "Zone",
     "check_assets",
     "composite",
     "composite_block",
@@ -55,70 +56,79 @@ probability, thin cirrus. Snow (11) is added with ``mask_snow=True``."""
 SNOW_SCL = 11
 
 
-# ------------------------------------------------------------------------------------------ plans
+# ------------------------------------------------------------------------------------------ zones
 @dataclass(frozen=True)
-class CubePlan:
-    """What loading one zone's cube will read, without reading anything."""
+class Zone:
+    """One UTM zone's 10 m composite: its extent on the 10 m lattice and the scenes that feed it.
+
+    The one record of a zone: :func:`plan_cubes` makes them, the pipeline's plan cuts them into
+    windows, and the composite store (:mod:`s2scale.cubestore`) keeps one group per zone.
+
+    Examples
+    --------
+    >>> z = Zone(epsg=32633, bounds=(500_000.0, 5_200_000.0, 500_640.0, 5_200_320.0))
+    >>> z.crs, z.group, z.shape
+    ('EPSG:32633', 'epsg32633', (32, 64))
+    >>> z.window_bounds((0, 8, 0, 16))
+    (500000.0, 5200240.0, 500160.0, 5200320.0)
+    """
 
     epsg: int
-    """UTM zone CRS of the cube."""
-    scenes: tuple[Scene, ...]
-    """Scenes of this zone."""
+    """The zone's CRS (``326NN``)."""
     bounds: Bounds
-    """Cube bounds in the zone CRS (10 m aligned)."""
-    chunk_px: int
-    """Spatial chunk edge in 10 m pixels."""
+    """Outer edges of the zone's composite in its CRS, on the 10 m lattice."""
+    scenes: tuple[Scene, ...] = field(default=(), repr=False)
+    """The zone's scenes (empty for a zone read back from a composite store)."""
+
+    @property
+    def crs(self) -> str:
+        """``"EPSG:326NN"``."""
+        return f"EPSG:{self.epsg}"
+
+    @property
+    def group(self) -> str:
+        """The zone's Zarr group in a composite store, ``epsg326NN``."""
+        return f"epsg{self.epsg}"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` of the 10 m composite."""
+        minx, miny, maxx, maxy = self.bounds
+        return round((maxy - miny) / RESOLUTION_M), round((maxx - minx) / RESOLUTION_M)
+
+    @property
+    def transform(self) -> Affine:
+        """Transform of the 10 m composite."""
+        return Affine(RESOLUTION_M, 0.0, self.bounds[0], 0.0, -RESOLUTION_M, self.bounds[3])
 
     @property
     def tiles(self) -> list[str]:
         """MGRS tiles of the scenes."""
         return sorted({s.mgrs_tile for s in self.scenes})
 
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        """``(time, band, y, x)``."""
-        minx, miny, maxx, maxy = self.bounds
-        return (
-            len(self.scenes),
-            len(BANDS),
-            round((maxy - miny) / RESOLUTION_M),
-            round((maxx - minx) / RESOLUTION_M),
-        )
-
-    @property
-    def n_chunks(self) -> int:
-        """Number of spatial chunks times time steps and bands."""
-        t, b, y, x = self.shape
-        return t * b * -(-y // self.chunk_px) * -(-x // self.chunk_px)
-
-    @property
-    def nbytes(self) -> int:
-        """Size of the uint16 cube."""
-        t, b, y, x = self.shape
-        return t * b * y * x * 2
+    def window_bounds(self, window: tuple[int, int, int, int]) -> Bounds:
+        """Bounds in the zone CRS of a ``(row0, row1, col0, col1)`` window of the 10 m array."""
+        y0, y1, x0, x1 = window
+        minx, _, _, maxy = self.bounds
+        r = RESOLUTION_M
+        return (minx + x0 * r, maxy - y1 * r, minx + x1 * r, maxy - y0 * r)
 
     def to_json(self) -> dict[str, Any]:
         """JSON summary for dry runs."""
         return {
-            "crs": f"EPSG:{self.epsg}",
-            "scenes": len(self.scenes),
-            "tiles": self.tiles,
+            "crs": self.crs,
             "bounds": list(self.bounds),
             "shape": list(self.shape),
-            "chunk_px": self.chunk_px,
-            "chunks": self.n_chunks,
-            "bytes": self.nbytes,
+            "scenes": len(self.scenes),
         }
 
 
-def plan_cubes(scenes: Sequence[Scene], aoi: AOI, *, chunk_px: int = 1024) -> list[CubePlan]:
+def plan_cubes(scenes: Sequence[Scene], aoi: AOI) -> list[Zone]:
     """Plan one cube per UTM zone covering the AOI where that zone's scenes have footprints.
 
     Reads no pixels. Each zone's bounds are the AOI's bounding box in that zone's CRS, clipped to
     the union of the zone's asset grids, and snapped outwards to the 10 m lattice.
     """
-    if chunk_px < 16:
-        raise ConfigError(f"chunk_px={chunk_px} is too small; use at least 16 (typically 1024)")
     by_zone: dict[int, list[Scene]] = {}
     for s in scenes:
         by_zone.setdefault(s.epsg, []).append(s)
@@ -135,7 +145,7 @@ def plan_cubes(scenes: Sequence[Scene], aoi: AOI, *, chunk_px: int = 1024) -> li
         if bounds[0] >= bounds[2] or bounds[1] >= bounds[3]:
             log.info("zone EPSG:%d: scenes do not overlap the AOI, skipped", epsg)
             continue
-        plans.append(CubePlan(epsg=epsg, scenes=tuple(group), bounds=bounds, chunk_px=chunk_px))
+        plans.append(Zone(epsg=epsg, bounds=bounds, scenes=tuple(group)))
     return plans
 
 

@@ -10,16 +10,18 @@ Layout::
     store/_s2scale/done_epsg326NN        (block_y, block_x) uint8, one chunk per region
 
 Every region (one Zarr chunk of one zone) is written once by its own task, which then marks it
-done, as in :mod:`s2scale.mosaic.store`; a rerun computes only unmarked regions. ``s2scale upscale
+done, as in :mod:`s2scale.mosaic.store`; a rerun computes only unmarked regions. Locations
+(paths or fsspec URLs), the manifest, the overwrite rule and the done marks are those of
+:mod:`s2scale.resumable`; the zones are :class:`s2scale.cube.Zone` records. ``s2scale upscale
 --from-cube`` reads windows of these arrays instead of searching and compositing again.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,40 +30,20 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr
-from affine import Affine
 
-from s2scale.config import diff_entries
-from s2scale.errors import GridMismatchError, ReadError
-from s2scale.grid import Bounds
+from s2scale import resumable
+from s2scale.cube import Zone
+from s2scale.errors import ReadError
 from s2scale.sentinel2 import RESOLUTION_M
 
-__all__ = ["CubeStore", "ZoneSpec", "create_cube_store", "open_cube_store", "write_cube_region"]
+__all__ = ["CubeStore", "create_cube_store", "open_cube_store", "write_cube_region"]
 
 log = logging.getLogger(__name__)
 
 _FORMAT = "s2scale.cube/1"
-_META = "_s2scale"
-
-
-@dataclass(frozen=True)
-class ZoneSpec:
-    """One zone's composite array in the store."""
-
-    epsg: int
-    """The zone's CRS."""
-    bounds: Bounds
-    """Outer edges in the zone's CRS (10 m lattice)."""
-
-    @property
-    def group(self) -> str:
-        """Zarr group name, ``epsg326NN``."""
-        return f"epsg{self.epsg}"
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(rows, cols)``."""
-        minx, miny, maxx, maxy = self.bounds
-        return round((maxy - miny) / RESOLUTION_M), round((maxx - minx) / RESOLUTION_M)
+_KIND = resumable.StoreKind(
+    name="composite store", fix="pass --overwrite to replace it or use another --out"
+)
 
 
 @dataclass(frozen=True)
@@ -69,9 +51,9 @@ class CubeStore:
     """An opened composite store."""
 
     path: str
-    """Store location."""
-    zones: tuple[ZoneSpec, ...]
-    """The zone arrays."""
+    """What zarr and xarray open: a local path or an fsspec URL."""
+    zones: tuple[Zone, ...]
+    """The zone arrays (zones without scenes)."""
     chunk_px: int
     """Region edge (10 m px)."""
     bands: tuple[str, ...]
@@ -79,30 +61,27 @@ class CubeStore:
     fingerprint: dict[str, Any]
     """What made the composites (catalog, masks)."""
 
-    def done(self, zone: ZoneSpec) -> np.ndarray:
+    def done(self, zone: Zone) -> np.ndarray:
         """``(block_y, block_x)`` bool: regions of ``zone`` completely written."""
-        arr = zarr.open_array(self.path, path=f"{_META}/done_{zone.group}", mode="r")
-        return np.asarray(arr[...]).astype(bool)
+        return resumable.read_done(self.path, f"done_{zone.group}")
 
-    def reflectance(self, zone: ZoneSpec) -> da.Array:
+    def reflectance(self, zone: Zone) -> da.Array:
         """Lazy ``(band, y, x)`` uint16 of a zone, chunked as stored."""
         arr = zarr.open_array(self.path, path=f"{zone.group}/reflectance", mode="r")
         return da.from_zarr(arr)
 
-    def open_zone(self, zone: ZoneSpec) -> xr.Dataset:
+    def open_zone(self, zone: Zone) -> xr.Dataset:
         """The zone's group as an xarray Dataset with its CRS and transform (rioxarray)."""
         ds = xr.open_zarr(
             self.path, group=zone.group, zarr_format=3, consolidated=False, decode_coords="all"
         )
-        minx, _, _, maxy = zone.bounds
-        transform = Affine(RESOLUTION_M, 0, minx, 0, -RESOLUTION_M, maxy)
-        ds = ds.rio.write_crs(f"EPSG:{zone.epsg}").rio.write_transform(transform)
+        ds = ds.rio.write_crs(zone.crs).rio.write_transform(zone.transform)
         for name in ds.data_vars:
-            ds[name] = ds[name].rio.write_crs(f"EPSG:{zone.epsg}").rio.write_transform(transform)
+            ds[name] = ds[name].rio.write_crs(zone.crs).rio.write_transform(zone.transform)
         return ds
 
 
-def _template(zone: ZoneSpec, bands: Sequence[str], chunk_px: int) -> xr.Dataset:
+def _template(zone: Zone, bands: Sequence[str], chunk_px: int) -> xr.Dataset:
     """A lazy all-zero Dataset with the zone's coordinates (only its metadata is written)."""
     rows, cols = zone.shape
     minx, _, _, maxy = zone.bounds
@@ -121,13 +100,12 @@ def _template(zone: ZoneSpec, bands: Sequence[str], chunk_px: int) -> xr.Dataset
         },
         coords={"band": np.array(list(bands), dtype=object), "y": y, "x": x},
     )  # fmt: skip
-    transform = Affine(RESOLUTION_M, 0, minx, 0, -RESOLUTION_M, maxy)
-    return ds.rio.write_crs(f"EPSG:{zone.epsg}").rio.write_transform(transform)
+    return ds.rio.write_crs(zone.crs).rio.write_transform(zone.transform)
 
 
 def create_cube_store(
     path: str | Path,
-    zones: Sequence[ZoneSpec],
+    zones: Sequence[Zone],
     *,
     bands: Sequence[str],
     chunk_px: int,
@@ -136,81 +114,56 @@ def create_cube_store(
 ) -> CubeStore:
     """Create the store (metadata only) or check that an existing one may be resumed.
 
+    ``path`` is a local path or fsspec URL. Only the zones' ``epsg`` and ``bounds`` are stored.
+
     Raises
     ------
     GridMismatchError
         The path holds another store (other zones, chunks, bands or fingerprint) or something
         that is not a composite store, and ``overwrite`` is False; the message names what differs.
     """
-    path = str(path)
-    manifest = json.loads(json.dumps({
+    manifest = {
         "format": _FORMAT, "chunk_px": chunk_px, "bands": list(bands),
         "zones": [{"epsg": z.epsg, "bounds": list(z.bounds)} for z in zones],
         "fingerprint": fingerprint,
-    }, sort_keys=True))  # fmt: skip
-    root = Path(path)
-    if (root / "zarr.json").exists() and not overwrite:
-        stored = _read_manifest(path)
-        if stored.get("format") != _FORMAT:
-            raise GridMismatchError(
-                f"{path!r} is a Zarr store but not an s2scale composite store; choose another "
-                "--out or pass --overwrite to replace it"
-            )
-        diffs = diff_entries(stored, manifest)
-        if diffs:
-            raise GridMismatchError(
-                f"composite store {path!r} was made with another configuration "
-                f"({'; '.join(diffs)}); pass --overwrite to replace it or use another --out"
-            )
-        return open_cube_store(path)
-    if root.exists() and any(root.iterdir()) and not overwrite:
-        raise GridMismatchError(
-            f"{path!r} exists and is not a Zarr store; choose another --out or pass --overwrite"
-        )
-    if root.exists() and overwrite:
-        import shutil
+    }  # fmt: skip
+    create = partial(_create, zones=zones, bands=bands, chunk_px=chunk_px)
+    loc, _ = resumable.open_or_create(path, _KIND, manifest, create=create, overwrite=overwrite)
+    return open_cube_store(loc.target)
 
-        shutil.rmtree(root)
-    zarr.open_group(path, mode="w", zarr_format=3)
+
+def _create(
+    loc: resumable.StoreLocation, zones: Sequence[Zone], bands: Sequence[str], chunk_px: int
+) -> None:
+    """Write the zones' groups (metadata only) and their empty done marks."""
+    zarr.open_group(loc.target, mode="w", zarr_format=3)
     for zone in zones:
         ds = _template(zone, bands, chunk_px)
         gm = {"grid_mapping": "spatial_ref", "fill_value": 0}
         enc = {"reflectance": {"chunks": (len(bands), chunk_px, chunk_px), **gm},
                "clear_count": {"chunks": (chunk_px, chunk_px), **gm}}  # fmt: skip
-        ds.to_zarr(path, group=zone.group, mode="w", compute=False, zarr_format=3,
+        ds.to_zarr(loc.target, group=zone.group, mode="w", compute=False, zarr_format=3,
                    consolidated=False, encoding=enc)  # fmt: skip
-    meta = zarr.open_group(path, path=_META, mode="w", zarr_format=3)
     for zone in zones:
         rows, cols = zone.shape
-        meta.create_array(
-            f"done_{zone.group}", shape=(-(-rows // chunk_px), -(-cols // chunk_px)),
-            chunks=(1, 1), dtype="uint8", fill_value=0, dimension_names=("block_y", "block_x"),
-        )  # fmt: skip
-    meta.attrs.update(manifest)
-    return open_cube_store(path)
-
-
-def _read_manifest(path: str) -> dict[str, Any]:
-    try:
-        return dict(zarr.open_group(path, path=_META, mode="r").attrs)
-    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
-        return {}
+        n_blocks = (-(-rows // chunk_px), -(-cols // chunk_px))
+        resumable.create_done_grid(loc.target, f"done_{zone.group}", n_blocks)
 
 
 def open_cube_store(path: str | Path) -> CubeStore:
     """Open a store written by ``s2scale cube`` (raises :class:`ReadError` if it is none)."""
-    path = str(path)
-    if not (Path(path) / "zarr.json").exists():
-        raise ReadError(f"no composite store at {path!r}; write one with 's2scale cube --out'")
-    m = _read_manifest(path)
+    loc = resumable.resolve_store(path)
+    if not loc.has("zarr.json"):
+        raise ReadError(f"no composite store at {loc.shown!r}; write one with 's2scale cube --out'")
+    m = resumable.read_manifest(loc.target, _KIND)
     if m.get("format") != _FORMAT:
         raise ReadError(
-            f"{path!r} is not an s2scale composite store (no {_FORMAT} manifest); write one "
+            f"{loc.shown!r} is not an s2scale composite store (no {_FORMAT} manifest); write one "
             "with 's2scale cube --out'"
         )
-    zones = tuple(ZoneSpec(epsg=z["epsg"], bounds=tuple(z["bounds"])) for z in m["zones"])
-    return CubeStore(path=path, zones=zones, chunk_px=m["chunk_px"], bands=tuple(m["bands"]),
-                     fingerprint=m["fingerprint"])  # fmt: skip
+    zones = tuple(Zone(epsg=z["epsg"], bounds=tuple(z["bounds"])) for z in m["zones"])
+    return CubeStore(path=loc.target, zones=zones, chunk_px=m["chunk_px"],
+                     bands=tuple(m["bands"]), fingerprint=m["fingerprint"])  # fmt: skip
 
 
 def write_cube_region(
@@ -222,6 +175,5 @@ def write_cube_region(
     count = zarr.open_array(path, path=f"{group}/clear_count", mode="r+")
     refl[:, y0:y1, x0:x1] = both[:-1]
     count[y0:y1, x0:x1] = both[-1]
-    done = zarr.open_array(path, path=f"{_META}/done_{group}", mode="r+")
-    done[y0 // chunk_px, x0 // chunk_px] = 1
+    resumable.mark_done(path, f"done_{group}", (y0 // chunk_px, x0 // chunk_px))
     return window

@@ -39,6 +39,7 @@ from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
 from s2scale.errors import ConfigError
+from s2scale.sentinel2 import RESOLUTION_M
 
 __all__ = [
     "AOI",
@@ -426,7 +427,7 @@ def target_grid(
     *,
     crs: str | int = "EPSG:3035",
     resolution_m: float = 5.0,
-    snap_m: float = 10.0,
+    snap_m: float = RESOLUTION_M,
 ) -> TargetGrid:
     """The national (or AOI-wide) output grid covering the AOI.
 

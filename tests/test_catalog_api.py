@@ -86,7 +86,7 @@ def test_two_utm_zones_group(api):
     zones = result.by_zone()
     assert list(zones) == [32632, 32633]
     assert {s.mgrs_tile for s in zones[32632]} == {"32TQT"}
-    assert [p.epsg for p in cube.plan_cubes(result, AOI, chunk_px=256)] == [32632, 32633]
+    assert [p.epsg for p in cube.plan_cubes(result, AOI)] == [32632, 32633]
 
 
 def test_unknown_collection_lists_available(api):

@@ -190,9 +190,9 @@ def test_two_zones_need_separate_cubes(tmp_path):
     scenes = [normalize_item(it) for it in items]
     with pytest.raises(GridMismatchError, match="several UTM zones"):
         cube.load_cube(scenes)
-    plans = cube.plan_cubes(scenes, "11.0,46.0,13.0,48.0", chunk_px=32)
+    plans = cube.plan_cubes(scenes, "11.0,46.0,13.0,48.0")
     assert [p.epsg for p in plans] == [32632, 32633]
-    assert all(p.shape == (1, 4, ROWS, COLS) for p in plans)
+    assert all(p.shape == (ROWS, COLS) and len(p.scenes) == 1 for p in plans)
 
 
 def test_check_assets_names_href_and_skips_when_asked(scenes, tmp_path):

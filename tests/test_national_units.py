@@ -176,7 +176,7 @@ def test_lazy_api_is_pinned_or_refused(mixed_cluster, sample, tiny_ckpt, tmp_pat
     result = catalog.search(AOI, SUMMER, stac=str(sample.catalog))
     grid = target_grid(AOI)
     sources = []
-    for p in cube.plan_cubes(list(result), AOI, chunk_px=256):
+    for p in cube.plan_cubes(list(result), AOI):
         stack = cube.load_cube(p.scenes, bounds=p.bounds, bands=("blue", "green", "red", "nir",
                                "scl"), chunk_px=256)  # fmt: skip
         comp = cube.composite(cube.mask_clouds(stack)).reflectance

@@ -22,7 +22,7 @@ import xarray as xr
 from affine import Affine
 
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
-from s2scale.sentinel2 import BANDS, DN_SCALE, to_dn
+from s2scale.sentinel2 import BANDS, DN_SCALE, RESOLUTION_M, to_dn
 
 __all__ = [
     "EvalImage",
@@ -174,7 +174,8 @@ def lr_from_array(dn: np.ndarray, transform: Affine | None = None, crs: Any = No
     EPSG:32633 (only the pixel size and order matter for scoring).
     """
     if transform is None:
-        transform, crs = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 5_300_000.0), "EPSG:32633"
+        r = RESOLUTION_M
+        transform, crs = Affine(r, 0.0, 500_000.0, 0.0, -r, 5_300_000.0), "EPSG:32633"
     rows, cols = dn.shape[-2:]
     y = transform.f + transform.e * (np.arange(rows) + 0.5)
     x = transform.c + transform.a * (np.arange(cols) + 0.5)

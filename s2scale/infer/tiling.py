@@ -108,9 +108,9 @@ CUDA: a default work unit's network input (a 1,024 px region plus the model's an
 projection's context and the warp margin: about 1,100-1,300 px) is one tile, so sub-tiles do not
 overlap at all and every output pixel of a unit passes through the network once; a 1,536 px tile
 of the x2 generators needs a few GB of activations in bfloat16. CPU: the generators run fastest
-per pixel on small tiles (cache), which outweighs the overlap: SRResNet, one thread,
+per pixel on small tiles (cache), which outweighs the overlap: SRResNet, one thread, batch 1,
 ``channels_last``, 5 m output Mpx/s 0.25 / 0.28 / 0.25 / 0.23 / 0.18 / 0.16 at 192 / 256 / 320 /
-384 / 512 / 768 px tiles (record ``throughput-20261207T030414``, batch 1), i.e. 0.21 / 0.20 / 0.19 / 0.15
+384 / 512 / 768 px tiles (record ``throughput-20261207T030414``), i.e. 0.21 / 0.20 / 0.19 / 0.15
 per output pixel at 256 / 320 / 384 / 512 px with a 36 px overlap; 256 and 320 are within the
 noise of this machine, and 320 needs fewer tiles. Larger blocks are cut into the fewest tiles
 of at most this edge (:func:`fit_tile_px`)."""

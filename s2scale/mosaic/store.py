@@ -14,32 +14,30 @@ Store layout::
 Every region is written exactly once by its own task, which then writes its own ``done`` chunk: no
 two tasks touch the same object, so there are no concurrent updates to merge. A rerun after a
 crash (client or worker killed) reads ``done`` and computes only the missing regions; a region
-that was written but not marked is simply written again with the same bytes.
+that was written but not marked is simply written again with the same bytes. Locations, the
+manifest, the overwrite rule and the done marks are those of :mod:`s2scale.resumable`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import dask
 import dask.array as da
-import fsspec
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
-import zarr
 
-from s2scale.config import diff_entries
+from s2scale import resumable
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
 from s2scale.grid import TargetGrid
 from s2scale.mosaic.blend import Region
+from s2scale.resumable import redact_url
 
 __all__ = [
     "StoreHandle",
@@ -55,8 +53,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _FORMAT = "s2scale.mosaic/1"
-_META_GROUP = "_s2scale"
-_DONE = f"{_META_GROUP}/done"
+_KIND = resumable.StoreKind(
+    name="mosaic store", fix="pass overwrite=True to replace it or write to another store"
+)
+_DONE = "done"
 _VAR = "reflectance"
 
 
@@ -78,33 +78,6 @@ class WriteReport:
     """Wall time of the call."""
 
 
-def redact_url(url: str | Path) -> str:
-    """A store URL or path safe to log: user info, query and fragment removed.
-
-    Examples
-    --------
-    >>> redact_url("s3://KEY:SECRET@bucket/mosaic.zarr?token=x")
-    's3://bucket/mosaic.zarr'
-    >>> redact_url("/data/mosaic.zarr")
-    '/data/mosaic.zarr'
-    """
-    text = str(url)
-    if "://" not in text:
-        return text
-    parts = urlsplit(text)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def _resolve_store(store: str | Path) -> tuple[str, fsspec.AbstractFileSystem, str]:
-    """``(what zarr/xarray open, filesystem, root path in it)``; ``file://`` becomes a path."""
-    text = str(store)
-    fs, root = fsspec.core.url_to_fs(text)
-    if fs.protocol == "file" or "file" in (fs.protocol if isinstance(fs.protocol, tuple) else ()):
-        return root, fs, root
-    return text, fs, root
-
-
 def open_mosaic(store: str | Path) -> xr.Dataset:
     """Open a store written by :func:`write_mosaic` (lazily).
 
@@ -115,30 +88,24 @@ def open_mosaic(store: str | Path) -> xr.Dataset:
         ``.rio.transform()`` set. The store has no consolidated metadata (not part of Zarr v3), so
         plain ``xr.open_zarr`` needs ``consolidated=False``.
     """
-    target, fs, root = _resolve_store(store)
-    if not fs.exists(f"{root}/zarr.json"):
-        raise ReadError(f"no Zarr store at {redact_url(store)!r}")
-    return xr.open_zarr(target, zarr_format=3, consolidated=False)
+    loc = resumable.resolve_store(store)
+    if not loc.has("zarr.json"):
+        raise ReadError(f"no Zarr store at {loc.shown!r}")
+    return xr.open_zarr(loc.target, zarr_format=3, consolidated=False)
 
 
 def _manifest(
     arr: xr.DataArray, grid: TargetGrid, chunks: tuple[int, int], fingerprint: dict
 ) -> dict[str, Any]:
-    """The JSON-normalised description a store must match to be resumed."""
+    """The description a store must match to be resumed (JSON-normalised on creation)."""
     bands = [str(b) for b in arr["band"].values] if "band" in arr.coords else arr.sizes["band"]
-    manifest = {
+    return {
         "format": _FORMAT,
         "grid": {"crs": grid.crs, "resolution_m": grid.resolution_m, "bounds": list(grid.bounds)},
         "chunks": list(chunks),
         "bands": bands,
         "config_fingerprint": fingerprint,
     }
-    try:
-        return json.loads(json.dumps(manifest, sort_keys=True))
-    except TypeError as err:
-        raise ConfigError(
-            f"config_fingerprint must be JSON-serialisable (str, numbers, lists, dicts): {err}"
-        ) from err
 
 
 def _coerce_mosaic(arr: xr.DataArray, grid: TargetGrid) -> tuple[xr.DataArray, tuple[int, int]]:
@@ -209,31 +176,20 @@ def _prepare(
     overwrite: bool,
 ) -> StoreHandle:
     """:func:`prepare_store` for an array already checked by :func:`_coerce_mosaic`."""
-    cy, cx = chunks
-    manifest = _manifest(arr, grid, (cy, cx), config_fingerprint)
-    target, fs, root = _resolve_store(store)
-    shown = redact_url(store)
-    created = False
-    if fs.exists(f"{root}/zarr.json") and not overwrite:
-        _check_existing(target, shown, manifest)
-    else:
-        if fs.exists(root) and not overwrite and fs.ls(root):
-            raise GridMismatchError(
-                f"{shown!r} exists and is not a Zarr store; pass overwrite=True to replace it or "
-                "choose another path"
-            )
-        if overwrite and fs.exists(root):
-            log.info("write_mosaic: replacing %s (overwrite=True)", shown)
-            fs.rm(root, recursive=True)
-        n_blocks = (len(arr.chunks[1]), len(arr.chunks[2]))
-        _create(arr, target, grid, manifest, n_blocks, (cy, cx))
-        created = True
-    return StoreHandle(target=target, shown=shown, chunks=(cy, cx), created=created)
+    manifest = _manifest(arr, grid, chunks, config_fingerprint)
+    loc, created = resumable.open_or_create(
+        store,
+        _KIND,
+        manifest,
+        create=lambda loc: _create(arr, loc, grid, chunks),
+        overwrite=overwrite,
+    )
+    return StoreHandle(target=loc.target, shown=loc.shown, chunks=chunks, created=created)
 
 
 def done_regions(handle: StoreHandle) -> np.ndarray:
     """``(block_y, block_x)`` bool: which regions of the store are completely written."""
-    return np.asarray(zarr.open_array(handle.target, path=_DONE, mode="r")[...]).astype(bool)
+    return resumable.read_done(handle.target, _DONE)
 
 
 def write_mosaic(
@@ -385,36 +341,10 @@ def _coerce_regions(
     return out
 
 
-def _check_existing(target: str, shown: str, manifest: dict) -> None:
-    """Refuse a store whose manifest differs from ``manifest``."""
-    try:
-        stored = dict(zarr.open_group(target, path=_META_GROUP, mode="r").attrs)
-    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
-        stored = {}
-    if stored.get("format") != _FORMAT:
-        raise GridMismatchError(
-            f"Zarr store {shown!r} exists but has no s2scale mosaic manifest (another dataset, "
-            "or its creation was interrupted); pass overwrite=True to replace it or choose "
-            "another path"
-        )
-    diffs = diff_entries(stored, manifest)
-    if diffs:
-        raise GridMismatchError(
-            f"Zarr store {shown!r} holds another mosaic ({'; '.join(diffs)}); pass "
-            "overwrite=True to replace it, write to another store, or rerun with the stored "
-            "grid and configuration"
-        )
-
-
 def _create(
-    arr: xr.DataArray,
-    target: str,
-    grid: TargetGrid,
-    manifest: dict,
-    n_blocks: tuple[int, int],
-    chunks: tuple[int, int],
+    arr: xr.DataArray, loc: resumable.StoreLocation, grid: TargetGrid, chunks: tuple[int, int]
 ) -> None:
-    """Write all metadata (lazy template, nothing computed), then the manifest."""
+    """Write all metadata (lazy template, nothing computed) and the empty done marks."""
     ds = arr.to_dataset(name=_VAR)
     ds = ds.assign_coords(band=ds["band"].astype(object)) if ds["band"].dtype.kind == "U" else ds
     ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
@@ -422,19 +352,9 @@ def _create(
     ds[_VAR].encoding.update({"coordinates": "spatial_ref", "grid_mapping": "spatial_ref"})
     encoding = {_VAR: {"chunks": (arr.shape[0], *chunks), "fill_value": 0}}
     ds.to_zarr(
-        target, mode="w", compute=False, zarr_format=3, consolidated=False, encoding=encoding
+        loc.target, mode="w", compute=False, zarr_format=3, consolidated=False, encoding=encoding
     )
-    group = zarr.open_group(target, path=_META_GROUP, mode="w", zarr_format=3)
-    group.create_array(
-        "done",
-        shape=n_blocks,
-        chunks=(1, 1),
-        dtype="uint8",
-        fill_value=0,
-        dimension_names=("block_y", "block_x"),
-    )
-    group.attrs.update(manifest)
-    log.debug("created mosaic store %s", redact_url(target))
+    resumable.create_done_grid(loc.target, _DONE, (len(arr.chunks[1]), len(arr.chunks[2])))
 
 
 def write_region(
@@ -453,6 +373,6 @@ def write_region(
         zarr_format=3,
         consolidated=False,
     )
-    zarr.open_array(target, path=_DONE, mode="r+")[r0 // chunks[0], c0 // chunks[1]] = 1
+    resumable.mark_done(target, _DONE, (r0 // chunks[0], c0 // chunks[1]))
     log.debug("region %s written", region)
     return region

@@ -9,7 +9,7 @@ from typing import Any
 from s2scale.errors import ConfigError
 from s2scale.pairs.ortho import ORTHO_BANDS
 from s2scale.pairs.splits import STUDY_SPLIT
-from s2scale.sentinel2 import BANDS
+from s2scale.sentinel2 import BANDS, RESOLUTION_M
 
 __all__ = ["PairsConfig"]
 
@@ -131,12 +131,12 @@ class PairsConfig:
     @property
     def patch_m(self) -> float:
         """LR patch edge in metres."""
-        return self.lr_patch_px * 10.0
+        return self.lr_patch_px * RESOLUTION_M
 
     @property
     def lattice_m(self) -> float:
         """Step of the patch lattice in metres."""
-        return (self.stride_px or self.lr_patch_px) * 10.0
+        return (self.stride_px or self.lr_patch_px) * RESOLUTION_M
 
     @property
     def split_block_m(self) -> float:

@@ -22,6 +22,7 @@ import numpy as np
 from s2scale.errors import ConfigError, ReadError
 from s2scale.grid import Bounds, TargetGrid
 from s2scale.pairs.ortho import OrthoInfo
+from s2scale.sentinel2 import RESOLUTION_M
 
 __all__ = [
     "OrthoWindow",
@@ -167,7 +168,7 @@ def render_hr(
     hr_grid: TargetGrid,
     offset_px: tuple[float, float] = (0.0, 0.0),
     *,
-    lr_resolution_m: float = 10.0,
+    lr_resolution_m: float = RESOLUTION_M,
     mean_filter_m: float = 0.0,
 ) -> np.ndarray:
     """An orthophoto window on the HR grid, its content moved by ``offset_px`` LR pixels.

@@ -17,20 +17,21 @@ what makes it resumable: ``parts/<group>`` holds the patches of each finished ta
 orthophoto x one observation) with its record in the attributes (written last: a group without a
 record is unfinished), ``surveys/<orthophoto>`` the scene choice of each orthophoto. The root
 arrays are rebuilt from the parts in group order (:meth:`PairStore.consolidate`), so a resumed run
-gives the same store as an uninterrupted one.
+gives the same store as an uninterrupted one. The overwrite rule, the manifest (the
+``s2scale_pairs`` attribute) and the done records are those of :mod:`s2scale.resumable`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from s2scale import resumable
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
 from s2scale.pairs.kernels import SPLITS, PatchSet
 from s2scale.sentinel2 import BANDS
@@ -59,6 +60,12 @@ PART_ARRAYS: tuple[str, ...] = (
 )
 """Arrays of one part (task group), each with one row per patch."""
 _ROOT_ONLY = ("source", "crs", "scene_id", "ortho_id")
+_KIND = resumable.StoreKind(
+    name="pair store",
+    fix="pass --overwrite to replace it or choose another --out",
+    group="",
+    key=STORE_ATTR,
+)
 
 
 def write_patch_store(
@@ -178,11 +185,6 @@ def read_patch_provenance(path: str | Path) -> dict[str, np.ndarray]:
         raise ReadError(f"cannot read the patch store {str(path)!r}") from err
 
 
-def _jsonable(obj: Any) -> Any:
-    """``obj`` as plain JSON data (tuples -> lists, numpy scalars -> numbers)."""
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-
-
 class PairStore:
     """The resumable pair store of ``s2scale pairs`` (see the module docstring).
 
@@ -216,16 +218,9 @@ class PairStore:
         ------
         GridMismatchError
             If ``path`` holds a pair store of another configuration or bands (the message
-            names the differences) and ``overwrite`` is false.
-        ConfigError
-            If ``path`` holds something else and ``overwrite`` is false.
+            names the differences), or something else, and ``overwrite`` is false.
         """
-        import zarr
-
-        from s2scale.config import diff_entries
-        from s2scale.models.checkpoint import Normalization
-
-        meta = _jsonable(
+        meta = resumable.jsonable(
             {
                 "version": 1,
                 "fingerprint": dict(fingerprint),
@@ -234,51 +229,31 @@ class PairStore:
                 "scale": int(scale),
             }
         )
-        existing = cls._existing_meta(path)
-        if existing is not None and not overwrite:
-            if existing == "other":
-                raise ConfigError(
-                    f"{str(path)!r} exists and is not a pair store; choose another --out or "
-                    "pass --overwrite to replace it"
+
+        def create(loc: resumable.StoreLocation) -> None:
+            import zarr
+
+            from s2scale.models.checkpoint import Normalization
+
+            root = zarr.open_group(loc.target, mode="w", zarr_format=3)
+            root.create_group("parts")
+            root.create_group("surveys")
+            norm = Normalization.coerce(normalization or {}).to_dict()
+            root.attrs.update(
+                resumable.jsonable(
+                    {
+                        "bands": list(bands),
+                        "scale": int(scale),
+                        "normalization": norm,
+                        "splits": list(SPLITS),
+                        "counts": {s: 0 for s in SPLITS},
+                        "sources": [],
+                    }
                 )
-            diff = diff_entries(existing, meta)
-            if diff:
-                raise GridMismatchError(
-                    f"pair store {str(path)!r} was made with another configuration "
-                    f"({'; '.join(diff)}); rerun with the same options to resume it, or pass "
-                    "--overwrite to start again"
-                )
-            return cls(path)
-        root = zarr.open_group(str(path), mode="w", zarr_format=3)
-        root.create_group("parts")
-        root.create_group("surveys")
-        norm = Normalization.coerce(normalization or {}).to_dict()
-        root.attrs.update(
-            _jsonable(
-                {
-                    STORE_ATTR: meta,
-                    "bands": list(bands),
-                    "scale": int(scale),
-                    "normalization": norm,
-                    "splits": list(SPLITS),
-                    "counts": {s: 0 for s in SPLITS},
-                    "sources": [],
-                }
             )
-        )
+
+        resumable.open_or_create(path, _KIND, meta, create=create, overwrite=overwrite)
         return cls(path)
-
-    @staticmethod
-    def _existing_meta(path: str | Path) -> dict[str, Any] | str | None:
-        """The store attribute of an existing store, ``"other"`` for other data, else None."""
-        import zarr
-
-        try:
-            root = zarr.open_group(str(path), mode="r")
-        except (FileNotFoundError, KeyError, ValueError, zarr.errors.NodeNotFoundError):
-            return None if not Path(str(path)).exists() else "other"
-        meta = root.attrs.get(STORE_ATTR)
-        return dict(meta) if isinstance(meta, Mapping) else "other"
 
     def _root(self, mode: str = "r") -> Any:
         import zarr
@@ -296,17 +271,7 @@ class PairStore:
     # ----------------------------------------------------------------- records
     def _records(self, child: str) -> dict[str, dict[str, Any]]:
         """``{name: record}`` of the finished members of ``parts`` or ``surveys``."""
-        import zarr
-
-        group = self._root()[child]
-        out = {}
-        with warnings.catch_warnings():  # a member being written (or killed) is not finished
-            warnings.simplefilter("ignore", zarr.errors.ZarrUserWarning)
-            for name, member in group.groups():
-                record = member.attrs.get("record")
-                if isinstance(record, Mapping) and record.get("done"):
-                    out[name] = dict(record)
-        return dict(sorted(out.items()))
+        return resumable.done_records(self._root()[child])
 
     def done_groups(self) -> dict[str, dict[str, Any]]:
         """Records of the finished task groups, by group id."""
@@ -319,7 +284,7 @@ class PairStore:
     def write_survey(self, ortho_id: str, record: Mapping[str, Any]) -> None:
         """Record the scene choice of one orthophoto (done by the survey task)."""
         group = self._root("r+")["surveys"].create_group(ortho_id, overwrite=True)
-        group.attrs["record"] = _jsonable({**record, "done": True})
+        resumable.mark_record_done(group, record)
 
     def write_group(
         self, gid: str, arrays: Mapping[str, np.ndarray], record: Mapping[str, Any]
@@ -340,9 +305,7 @@ class PairStore:
             )
             if n:
                 arr[...] = data
-        full = _jsonable({**record, "group": gid, "patches": n, "done": True})
-        group.attrs["record"] = full
-        return full
+        return resumable.mark_record_done(group, {**record, "group": gid, "patches": n})
 
     # ----------------------------------------------------------------- root arrays
     def consolidate(
@@ -409,8 +372,7 @@ class PairStore:
             offset += n
         split = np.asarray(out["split"][...]) if n_total else np.zeros(0, np.int8)
         counts = {s: int((split == j).sum()) for j, s in enumerate(SPLITS)}
-        root.attrs.update(
-            _jsonable({"counts": counts, "sources": sources, "provenance": dict(provenance or {})})
-        )
+        summary = {"counts": counts, "sources": sources, "provenance": dict(provenance or {})}
+        root.attrs.update(resumable.jsonable(summary))
         log.info("pair store %s: %d pairs %s", self.path, n_total, counts)
         return {"patches": n_total, "counts": counts}

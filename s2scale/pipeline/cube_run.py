@@ -87,7 +87,7 @@ def run_cube(
         return report
     if not units:
         raise ConfigError("no scene overlaps the AOI's regions; check --aoi and --datetime")
-    specs = [cubestore.ZoneSpec(epsg=z.epsg, bounds=z.bounds) for z in zones]
+    specs = zones
     store = cubestore.create_cube_store(
         str(out), specs, bands=BANDS, chunk_px=cfg.cube.chunk_px,
         fingerprint=_cube_fingerprint(cfg), overwrite=overwrite,

@@ -54,7 +54,7 @@ from s2scale.pairs.ortho import (
 )
 from s2scale.pipeline.common import open_client, redact, timed
 from s2scale.pipeline.waves import run_waves
-from s2scale.sentinel2 import BANDS
+from s2scale.sentinel2 import BANDS, RESOLUTION_M
 
 __all__ = [
     "SKIP_REASONS",
@@ -414,7 +414,7 @@ def run_stac_pairs(
     token = tokenize(fingerprint, store.path)[:8]
     skips = _Skips(cat.skip_errors)
     skips.items = list(plan.skipped)
-    margin_m = (cfg.max_shift_px + 1.0) * 10.0 + cfg.mean_filter_m
+    margin_m = (cfg.max_shift_px + 1.0) * RESOLUTION_M + cfg.mean_filter_m
     client, own = open_client(run.cluster, client, timings)
     try:
         report["dashboard"] = client.dashboard_link

@@ -5,7 +5,8 @@ of the mosaic). For each UTM zone that overlaps a region, the unit holds the win
 10 m composite it needs (the region's footprint, plus the blending pad and the model's halo) and
 the scenes whose footprints intersect that window. A unit's graph therefore depends only on the
 scenes that overlap it, never on the size of the zone or the country, and the client holds the
-graphs of a bounded number of units at a time (:mod:`s2scale.pipeline.run`).
+graphs of a bounded number of units at a time (:mod:`s2scale.pipeline.upscale_run`,
+:mod:`s2scale.pipeline.cube_run`).
 
 Each zone is a *virtual* array: the AOI's bounding box in the zone's CRS, clipped to the zone's
 scene grids, on the 10 m lattice (:func:`s2scale.cube.plan_cubes`). Windows are clipped to it and
@@ -31,15 +32,16 @@ from pyproj import Transformer
 
 from s2scale import catalog, cube
 from s2scale.config import RunConfig
+from s2scale.cube import Zone
 from s2scale.cubestore import CubeStore
 from s2scale.errors import ConfigError
-from s2scale.grid import Bounds, TargetGrid, plan_chunks, target_grid
+from s2scale.grid import TargetGrid, plan_chunks, target_grid
 from s2scale.infer.consistency import coerce_lowpass_px
 from s2scale.infer.tiling import default_batch_size, default_tile_px
 from s2scale.items import Scene
 from s2scale.mosaic import Region, SourceGrid, region_windows
 from s2scale.mosaic.graph import SourceMeta, Window
-from s2scale.sentinel2 import BANDS, RESOLUTION_M
+from s2scale.sentinel2 import BANDS
 
 if TYPE_CHECKING:
     from s2scale.infer import ModelSetup
@@ -48,7 +50,6 @@ __all__ = [
     "CubeUnit",
     "Plan",
     "Unit",
-    "ZonePlan",
     "ZoneWindow",
     "build_plan",
     "cube_units",
@@ -56,58 +57,6 @@ __all__ = [
     "model_setup",
     "plan_zones",
 ]
-
-
-
-@dataclass(frozen=True)
-class ZonePlan:
-    """One UTM zone's virtual 10 m composite: where it lies and which scenes feed it."""
-
-    epsg: int
-    """The zone's CRS."""
-    bounds: Bounds
-    """Outer edges of the zone's composite (10 m lattice), in the zone's CRS."""
-    scenes: tuple[int, ...]
-    """Indices into :attr:`Plan.scenes` of the zone's scenes."""
-
-    @property
-    def crs(self) -> str:
-        """``"EPSG:326NN"``."""
-        return f"EPSG:{self.epsg}"
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(rows, cols)`` of the 10 m composite."""
-        minx, miny, maxx, maxy = self.bounds
-        return round((maxy - miny) / RESOLUTION_M), round((maxx - minx) / RESOLUTION_M)
-
-    @property
-    def transform(self) -> Affine:
-        """Transform of the 10 m composite."""
-        return Affine(RESOLUTION_M, 0.0, self.bounds[0], 0.0, -RESOLUTION_M, self.bounds[3])
-
-    def sr_grid(self, scale: int) -> SourceGrid:
-        """The zone's super-resolved array (``scale`` times finer, same origin)."""
-        rows, cols = self.shape
-        t = self.transform
-        hr = Affine(t.a / scale, 0.0, t.c, 0.0, t.e / scale, t.f)
-        return SourceGrid(transform=hr, crs=self.crs, shape=(rows * scale, cols * scale))
-
-    def window_bounds(self, window: Window) -> Bounds:
-        """Bounds in the zone CRS of a ``(row0, row1, col0, col1)`` window of the 10 m array."""
-        y0, y1, x0, x1 = window
-        minx, _, _, maxy = self.bounds
-        r = RESOLUTION_M
-        return (minx + x0 * r, maxy - y1 * r, minx + x1 * r, maxy - y0 * r)
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON summary."""
-        return {
-            "crs": self.crs,
-            "bounds": list(self.bounds),
-            "shape": list(self.shape),
-            "scenes": len(self.scenes),
-        }
 
 
 @dataclass(frozen=True)
@@ -152,8 +101,8 @@ class Plan:
     """``(item id, reason)`` of items the search skipped."""
     grid: TargetGrid
     """The output grid."""
-    zones: tuple[ZonePlan, ...]
-    """The UTM zones' virtual composites."""
+    zones: tuple[Zone, ...]
+    """The UTM zones' virtual composites (with their scenes, unless read from a store)."""
     units: tuple[Unit, ...] = field(repr=False)
     """Work units, in row-major order of their regions."""
     setup: ModelSetup = field(repr=False)
@@ -249,11 +198,12 @@ def build_plan(
     grid = target_grid(aoi, crs=m.crs, resolution_m=m.resolution_m)
     if store is None:
         zones = plan_zones(cfg, scenes)
-        trees = [_footprint_tree(z, scenes) for z in zones]
+        trees = [_footprint_tree(z) for z in zones]
     else:
-        zones = tuple(ZonePlan(epsg=z.epsg, bounds=z.bounds, scenes=()) for z in store.zones)
+        zones = store.zones
         trees = [None] * len(zones)
-    sr_grids = [z.sr_grid(setup.scale) for z in zones]
+    index = _scene_index(scenes)
+    sr_grids = [_sr_grid(z, setup.scale) for z in zones]
     units = []
     for region in plan_chunks(grid, m.chunk_px, aoi):
         found = region_windows(
@@ -273,7 +223,7 @@ def build_plan(
             hits = tree.query(shapely.box(*zones[i].window_bounds(w.lr_window)),
                               predicate="intersects")  # fmt: skip
             if len(hits):
-                ids = tuple(sorted(zones[i].scenes[j] for j in hits))
+                ids = tuple(sorted(index[zones[i].scenes[j].id] for j in hits))
                 windows.append(ZoneWindow(**{**w.__dict__, "scenes": ids}))
         units.append(Unit(index=len(units), region=region, windows=tuple(windows)))
     model = {
@@ -302,19 +252,28 @@ class CubeUnit:
     """Indices into :attr:`Plan.scenes` whose footprints intersect the window."""
 
 
-def plan_zones(cfg: RunConfig, scenes: tuple[Scene, ...]) -> tuple[ZonePlan, ...]:
+def plan_zones(cfg: RunConfig, scenes: tuple[Scene, ...]) -> tuple[Zone, ...]:
     """The UTM zones' virtual composites over the AOI (see :func:`s2scale.cube.plan_cubes`)."""
-    index = {s.id: i for i, s in enumerate(scenes)}
-    return tuple(
-        ZonePlan(epsg=p.epsg, bounds=p.bounds, scenes=tuple(index[s.id] for s in p.scenes))
-        for p in cube.plan_cubes(scenes, cfg.catalog.aoi, chunk_px=cfg.cube.chunk_px)
-    )
+    return tuple(cube.plan_cubes(scenes, cfg.catalog.aoi))
+
+
+def _scene_index(scenes: tuple[Scene, ...]) -> dict[str, int]:
+    """Position in ``scenes`` by scene id."""
+    return {s.id: i for i, s in enumerate(scenes)}
+
+
+def _sr_grid(zone: Zone, scale: int) -> SourceGrid:
+    """The zone's super-resolved array (``scale`` times finer, same origin)."""
+    rows, cols = zone.shape
+    t = zone.transform
+    hr = Affine(t.a / scale, 0.0, t.c, 0.0, t.e / scale, t.f)
+    return SourceGrid(transform=hr, crs=zone.crs, shape=(rows * scale, cols * scale))
 
 
 def cube_units(
     cfg: RunConfig,
     scenes: tuple[Scene, ...],
-    zones: tuple[ZonePlan, ...],
+    zones: tuple[Zone, ...],
     *,
     margin_m: float = 2000.0,
 ) -> list[CubeUnit]:
@@ -331,9 +290,10 @@ def cube_units(
     boxes = [shapely.box(t.c + c0 * t.a, t.f + r1 * t.e, t.c + c1 * t.a, t.f + r0 * t.e)
              for r0, r1, c0, c1 in plan_chunks(grid, m.chunk_px, cfg.catalog.aoi)]  # fmt: skip
     regions = shapely.union_all(boxes) if boxes else shapely.Polygon()
+    index = _scene_index(scenes)
     out: list[CubeUnit] = []
     for zi, zone in enumerate(zones):
-        tree = _footprint_tree(zone, scenes)
+        tree = _footprint_tree(zone)
         to_zone = Transformer.from_crs(grid.crs, zone.crs, always_xy=True)
         near = shapely.transform(
             shapely.segmentize(regions, 1000.0),
@@ -349,14 +309,14 @@ def cube_units(
                     continue
                 hits = tree.query(box, predicate="intersects")
                 if len(hits):
-                    ids = tuple(sorted(zone.scenes[j] for j in hits))
+                    ids = tuple(sorted(index[zone.scenes[j].id] for j in hits))
                     out.append(CubeUnit(index=len(out), zone=zi, window=window, scenes=ids))
     return out
 
 
 def _zone_window(
     zone_index: int,
-    zone: ZonePlan,
+    zone: Zone,
     sr_win: Window,
     meta: SourceMeta,
     scale: int,
@@ -384,12 +344,12 @@ def _zone_window(
     )  # fmt: skip
 
 
-def _footprint_tree(zone: ZonePlan, scenes: tuple[Scene, ...]) -> shapely.STRtree:
-    """An R-tree of the zone's scene footprints in the zone's CRS."""
+def _footprint_tree(zone: Zone) -> shapely.STRtree:
+    """An R-tree of the zone's scene footprints in the zone's CRS (in ``zone.scenes`` order)."""
     to_zone = Transformer.from_crs(4326, zone.epsg, always_xy=True)
     geoms = []
-    for i in zone.scenes:
-        item = scenes[i].item
+    for scene in zone.scenes:
+        item = scene.item
         geom = shapely.geometry.shape(item["geometry"]) if item.get("geometry") else None
         if geom is None or geom.is_empty:
             geom = shapely.box(*item["bbox"])

@@ -29,7 +29,7 @@ from shapely.geometry import box, mapping
 from shapely.ops import transform as shapely_transform
 
 from s2scale.grid import AOI, Bounds, MgrsTile, TargetGrid, resolve_aoi, tiles_for_aoi
-from s2scale.sentinel2 import WAVELENGTHS_UM
+from s2scale.sentinel2 import RESOLUTION_M, WAVELENGTHS_UM
 from s2scale.sim.landscape import BANDS, WORLD_CRS, Landscape
 from s2scale.sim.scenes import (
     PAD_5M,
@@ -301,7 +301,7 @@ def national_items(
             "05.10" if day < date(2024, 7, 23) else "05.11",
         )
         for tile in tiles:
-            grid = TargetGrid(f"EPSG:{tile.epsg}", 10.0, tile.bounds)
+            grid = TargetGrid(f"EPSG:{tile.epsg}", RESOLUTION_M, tile.bounds)
             hrefs = _asset_hrefs(_s3_path(base_href, tile, spec))
             cloud = float(np.round(100 * rng.beta(0.6, 1.2), 6))
             stats = {

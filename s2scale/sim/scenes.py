@@ -38,7 +38,7 @@ from shapely.ops import transform as shapely_transform
 
 from s2scale.errors import ConfigError
 from s2scale.grid import AOI, MgrsTile, TargetGrid, resolve_aoi
-from s2scale.sentinel2 import BOA_ADD_OFFSET, to_dn
+from s2scale.sentinel2 import BOA_ADD_OFFSET, RESOLUTION_M, to_dn
 from s2scale.sim.landscape import (
     BANDS,
     WORLD_CRS,
@@ -170,7 +170,7 @@ def tile_window(tile: MgrsTile, aoi: AOI, margin_m: float = 1000.0) -> TargetGri
         min(tx1, tx0 + math.ceil((x1 + margin_m - tx0) / snap) * snap),
         min(ty1, ty1 - math.floor((ty1 - y1 - margin_m) / snap) * snap),
     )
-    return TargetGrid(crs=f"EPSG:{tile.epsg}", resolution_m=10.0, bounds=bounds)
+    return TargetGrid(crs=f"EPSG:{tile.epsg}", resolution_m=RESOLUTION_M, bounds=bounds)
 
 
 @lru_cache(maxsize=32)

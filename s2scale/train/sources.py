@@ -43,7 +43,7 @@ from s2scale.pairs import (
     wald_pairs,
     write_patch_store,
 )
-from s2scale.sentinel2 import BANDS, DN_SCALE
+from s2scale.sentinel2 import BANDS, DN_SCALE, RESOLUTION_M
 
 __all__ = [
     "DEFAULT_SEEDS",
@@ -93,7 +93,7 @@ def sim_window(seed: int, size_m: float) -> TargetGrid:
     cx, cy = x + rng.uniform(-6000, 6000), y + rng.uniform(-6000, 6000)
     x0, y0 = math.floor(cx / 60) * 60, math.floor(cy / 60) * 60
     size = math.ceil(size_m / 60) * 60
-    return TargetGrid("EPSG:32633", 10.0, (x0, y0 - size, x0 + size, y0))
+    return TargetGrid("EPSG:32633", RESOLUTION_M, (x0, y0 - size, x0 + size, y0))
 
 
 def sim_landscape(seed: int, grid: TargetGrid) -> Any:
@@ -408,7 +408,7 @@ def _sim_patchsets(
     big = sim_window(seed, max(area_m, wald_area_m))
     b = big.bounds
     edge = math.ceil(area_m / 60) * 60
-    grid = TargetGrid(big.crs, 10.0, (b[0], b[3] - edge, b[0] + edge, b[3]))
+    grid = TargetGrid(big.crs, RESOLUTION_M, (b[0], b[3] - edge, b[0] + edge, b[3]))
     landscape = sim_landscape(seed, big)
     s2_big, layers = simulate_s2_dn(landscape, big, seed)
     rows, cols = grid.shape
