@@ -132,8 +132,8 @@ BATCH_SIZE: dict[str, int] = {"cuda": 8, "cpu": 1}
 
 CUDA: 8 (the H100 record's best batch for 256 px tiles; a default unit is one 1,536 px tile
 anyway). CPU: 1, because a batch's activations leave the cache: SRResNet, one thread,
-``channels_last``, 5 m output Mpx/s at batch 1 / 4 was 0.276 / 0.217 at 256 px tiles and
-0.272 / 0.210 at 290 px (the fitted tiles of a 1,024 px block), on this 2-core Xeon (48 MB L3)."""
+``channels_last``, 256 px tiles, 5 m output Mpx/s 0.271 at batch 1 against 0.198 at batch 4
+(record ``throughput-20261207T050800``, a 2-core Xeon with 48 MB L3); Real-ESRGAN 0.231 / 0.214."""
 
 
 def default_batch_size(device_type: str) -> int:
