@@ -137,14 +137,8 @@ anyway). CPU: 1, because a batch's activations leave the cache: SRResNet, one th
 
 
 def default_batch_size(device_type: str) -> int:
-    """Default sub-tiles per forward pass for a device type (``"cuda"`` or anything else: CPU).
-
-    Examples
-    --------
-    >>> default_batch_size("cuda"), default_batch_size("cpu")
-    (8, 1)
-    """
-    return BATCH_SIZE["cuda" if device_type == "cuda" else "cpu"]
+    """:data:`BATCH_SIZE` of a device type (``"cuda"`` or anything else: the CPU's)."""
+    return BATCH_SIZE.get(device_type, BATCH_SIZE["cpu"])
 
 
 Window = tuple[slice, slice]

@@ -11,6 +11,7 @@ from s2scale.errors import CheckpointError, ConfigError
 from s2scale.infer.predictor import (
     TorchPredictor,
     clear_model_cache,
+    forward_count,
     get_model,
     model_cache_info,
     resolve_device,
@@ -52,6 +53,28 @@ def test_subtiled_equals_whole_within_1dn(tiny_checkpoint, device):
     assert diff.max() <= 1
     assert pickle.loads(pickle.dumps(p)) == p
     assert len(pickle.dumps(p)) < 1000
+
+
+@pytest.mark.parametrize(("batch_size", "passes"), [(None, 20), (4, 5), (20, 1)])
+def test_batch_size_none_is_the_devices_default(tiny_checkpoint, batch_size, passes):
+    """On the CPU a default predictor runs one sub-tile per forward pass (BATCH_SIZE["cpu"])."""
+    from s2scale.infer.tiling import BATCH_SIZE, default_batch_size
+
+    assert default_batch_size("cpu") == BATCH_SIZE["cpu"] == 1
+    assert default_batch_size("cuda") == BATCH_SIZE["cuda"] and default_batch_size("mps") == 1
+    block = field((4, 50, 44), 2)
+    p = TorchPredictor(
+        checkpoint=tiny_checkpoint, device="cpu", dtype="float32", tile_px=20,
+        overlap_px=2 * 4 + 4, halo_px=4, batch_size=batch_size,
+    )  # fmt: skip
+    before = forward_count()
+    out = p(block)
+    assert forward_count() - before == passes  # a 5 x 4 layout of 20 px sub-tiles
+    reference = TorchPredictor(
+        checkpoint=tiny_checkpoint, device="cpu", dtype="float32", tile_px=20,
+        overlap_px=12, halo_px=4, batch_size=20,
+    )(block)  # fmt: skip
+    assert np.abs(out.astype(np.int32) - reference).max() <= 1
 
 
 def test_model_loaded_once_per_process(tiny_checkpoint):
