@@ -12,7 +12,7 @@ import rasterio
 import xarray as xr
 from rasterio.transform import Affine
 
-from s2scale import cube, grid
+from s2scale import composite, cube, grid
 from s2scale.errors import ConfigError, GridMismatchError, ReadError
 from s2scale.items import normalize_item
 
@@ -134,12 +134,12 @@ def test_load_cube_exact_pixels_and_offsets(scenes):
 
 def test_mask_and_composite(scenes):
     c = cube.load_cube(scenes, bands=("blue", "green", "red", "nir", "scl"), chunk_px=32)
-    masked = cube.mask_clouds(c)
+    masked = composite.mask_clouds(c)
     assert list(masked.band.values) == ["blue", "green", "red", "nir"]
     m = masked.compute(scheduler="sync").values
     assert (m[1, :, :20, :20] == 0).all() and (m[1, :, 20:, 20:] > 0).all()
     assert (m[2, :, :, :4] == 0).all()
-    comp = cube.composite(masked).compute(scheduler="sync")
+    comp = composite.composite(masked).compute(scheduler="sync")
     count = comp.clear_count.values
     assert count[0, 0] == 1 and count[30, 30] == 3 and count[30, 0] == 2
     # Median of t=0,1,2 ramps = t=1 ramp where all three are clear.
@@ -157,16 +157,16 @@ def test_mask_and_composite(scenes):
 
 def test_composite_block_even_count_rounds_half_up():
     s = np.array([0, 3, 4, 0], dtype=np.uint16).reshape(4, 1, 1, 1)
-    med, n = cube.composite_block(s)
+    med, n = composite.composite_block(s)
     assert int(med[0, 0, 0]) == 4 and int(n[0, 0]) == 2
     empty = np.zeros((3, 2, 1, 1), np.uint16)
-    med, n = cube.composite_block(empty)
+    med, n = composite.composite_block(empty)
     assert (med == 0).all() and (n == 0).all()
 
 
 def test_zarr_round_trip_keeps_crs_and_transform(scenes, tmp_path):
-    comp = cube.composite(
-        cube.mask_clouds(
+    comp = composite.composite(
+        composite.mask_clouds(
             cube.load_cube(scenes, bands=("blue", "green", "red", "nir", "scl"), chunk_px=32)
         )
     )
@@ -222,7 +222,7 @@ def test_graph_building_does_not_compute(scenes):
 
     with dask.config.set(scheduler=fail):
         c = cube.load_cube(scenes, bands=("blue", "green", "red", "nir", "scl"), chunk_px=32)
-        cube.composite(cube.mask_clouds(c))
+        composite.composite(composite.mask_clouds(c))
 
 
 def test_odc_stac_loads_identical_pixels(scenes):
@@ -271,13 +271,13 @@ def test_overlapping_tiles_of_one_pass_are_one_observation(tmp_path):
     assert c.observation.dims == ("time",) and c.observation.dtype.kind == "i"
     assert c.observation.values.tolist() == [0, 0, 1]
     assert c.mgrs_tile.values.tolist() == ["33TTN", "33TUN", "33TTN"]
-    masked = cube.mask_clouds(c)
-    comp = cube.composite(masked).compute(scheduler="sync")
+    masked = composite.mask_clouds(c)
+    comp = composite.composite(masked).compute(scheduler="sync")
     assert (comp.clear_count.values == 2).all()
     ramps = [np.stack([_expected_dn(i, t) for i in range(4)]) for t in (0, 1)]
     np.testing.assert_array_equal(comp.reflectance.values, ramps[0] + 5)  # mean of both days
     # Counted per item (no observation coordinate), the overlap wins the median.
-    per_item = cube.composite(masked.drop_vars("observation")).compute(scheduler="sync")
+    per_item = composite.composite(masked.drop_vars("observation")).compute(scheduler="sync")
     count = per_item.clear_count.values
     assert (count[:, :10] == 2).all() and (count[:, 10:] == 3).all()
     np.testing.assert_array_equal(per_item.reflectance.values[:, :, 10:], ramps[0][:, :, 10:])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from s2scale import cube
+from s2scale import composite, cube
 from s2scale.errors import ConfigError
 from s2scale.items import Scene, normalize_item
 
@@ -104,13 +104,13 @@ def test_merge_takes_first_valid_pixel_in_time_order():
     b = np.array([[[5, 6]], [[5, 6]]], np.uint16)
     c = np.array([[[7, 8]], [[7, 8]]], np.uint16)
     stack = np.stack([a, b, c])
-    out = cube.merge_observations_block(stack, np.array([0, 0, 1]))
+    out = composite.merge_observations_block(stack, np.array([0, 0, 1]))
     assert out.shape == (2, 2, 1, 2) and out.dtype == np.uint16
     np.testing.assert_array_equal(out[0], np.array([[[5, 4]], [[5, 4]]]))  # x=0 from b, x=1 a
     np.testing.assert_array_equal(out[1], c)
     # Ids without a slice give all-zero observations; no slices give none.
-    assert (cube.merge_observations_block(stack, np.array([0, 0, 2]))[1] == 0).all()
-    empty = cube.merge_observations_block(stack[:0], np.array([], np.int64))
+    assert (composite.merge_observations_block(stack, np.array([0, 0, 2]))[1] == 0).all()
+    empty = composite.merge_observations_block(stack[:0], np.array([], np.int64))
     assert empty.shape == (0, 2, 1, 2)
 
 
@@ -119,7 +119,7 @@ def test_merge_takes_first_valid_pixel_in_time_order():
 )
 def test_merge_rejects_bad_groups(groups):
     with pytest.raises(ConfigError, match="one non-negative integer id per time slice"):
-        cube.merge_observations_block(np.ones((3, 1, 2, 2), np.uint16), groups)
+        composite.merge_observations_block(np.ones((3, 1, 2, 2), np.uint16), groups)
 
 
 # --------------------------------------------------------------------------------- composites
@@ -156,11 +156,11 @@ def _reference(stack, groups):
 
 def test_overlapping_tiles_of_one_pass_count_once():
     stack, groups, base = _overlap_stack()
-    med, count = cube.composite_block(stack, groups)
+    med, count = composite.composite_block(stack, groups)
     assert (count == 2).all()  # A and B everywhere, whichever tile saw A
     np.testing.assert_array_equal(med, base + 200)  # mean of A (+100) and B (+300)
     # Counted per item, the overlap (x=1, 2) is seen three times and A wins the median.
-    med_items, count_items = cube.composite_block(stack)
+    med_items, count_items = composite.composite_block(stack)
     assert count_items[:, 1:3].tolist() == [[3, 3]] * 4
     np.testing.assert_array_equal(med_items[:, :, 1:3], (base + 100)[:, :, 1:3])
 
@@ -170,7 +170,7 @@ def test_composite_block_matches_brute_force_reference():
     stack = rng.integers(1, 50, size=(7, 3, 5, 6)).astype(np.uint16)
     stack[rng.random(stack.shape) < 0.3] = 0
     groups = np.array([0, 0, 1, 2, 2, 2, 3])
-    med, count = cube.composite_block(stack, groups)
+    med, count = composite.composite_block(stack, groups)
     ref_med, ref_count = _reference(stack, groups)
     np.testing.assert_array_equal(count, ref_count)
     np.testing.assert_array_equal(med, ref_med)
@@ -194,28 +194,28 @@ def _as_cube(stack, observation=None, chunks=None):
 
 def test_composite_uses_the_observation_coordinate():
     stack, groups, base = _overlap_stack()
-    comp = cube.composite(_as_cube(stack, groups))
+    comp = composite.composite(_as_cube(stack, groups))
     assert (comp.clear_count.values == 2).all()
     np.testing.assert_array_equal(comp.reflectance.values, base + 200)
     # Sparse or unordered ids (e.g. after selecting times) mean the same grouping.
-    same = cube.composite(_as_cube(stack, [7, 7, 3]))
+    same = composite.composite(_as_cube(stack, [7, 7, 3]))
     xr.testing.assert_identical(same, comp)
 
 
 def test_cube_without_observation_behaves_as_before():
     stack, _, _ = _overlap_stack()
-    comp = cube.composite(_as_cube(stack))
-    med, count = cube.composite_block(stack)
+    comp = composite.composite(_as_cube(stack))
+    med, count = composite.composite_block(stack)
     np.testing.assert_array_equal(comp.reflectance.values, med)
     np.testing.assert_array_equal(comp.clear_count.values, count)
     # ... which is what one observation per slice gives.
-    xr.testing.assert_identical(cube.composite(_as_cube(stack, [0, 1, 2])), comp)
+    xr.testing.assert_identical(composite.composite(_as_cube(stack, [0, 1, 2])), comp)
 
 
 def test_observation_must_be_integer_along_time():
     stack, _, _ = _overlap_stack()
     with pytest.raises(ConfigError, match="'observation' must hold integer ids"):
-        cube.composite(_as_cube(stack, [0.0, 0.0, 1.0]))
+        composite.composite(_as_cube(stack, [0.0, 0.0, 1.0]))
 
 
 @pytest.mark.parametrize("with_observation", [True, False])
@@ -224,8 +224,8 @@ def test_dask_and_numpy_paths_agree_in_one_task_per_chunk(with_observation):
     stack = rng.integers(1, 1000, size=(6, 4, 8, 10)).astype(np.uint16)
     stack *= (rng.random((6, 1, 8, 10)) >= 0.4).astype(np.uint16)  # whole pixels masked
     obs = [0, 0, 1, 1, 1, 2] if with_observation else None
-    lazy = cube.composite(_as_cube(stack, obs, chunks=(1, 1, 4, 5)))
-    eager = cube.composite(_as_cube(stack, obs))
+    lazy = composite.composite(_as_cube(stack, obs, chunks=(1, 1, 4, 5)))
+    eager = composite.composite(_as_cube(stack, obs))
     xr.testing.assert_identical(lazy.compute(scheduler="sync"), eager)
     ref_med, ref_count = _reference(stack, obs if obs else range(6))
     np.testing.assert_array_equal(eager.reflectance.values, ref_med)

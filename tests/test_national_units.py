@@ -168,7 +168,7 @@ def test_cli_on_separately_started_processes(mixed_cluster, sample, tiny_ckpt, t
 
 def test_lazy_api_is_pinned_or_refused(mixed_cluster, sample, tiny_ckpt, tmp_path):
     """upscale -> mosaic -> write_mosaic: pinned on a non-fusing scheduler, refused otherwise."""
-    from s2scale import cube
+    from s2scale import composite, cube
     from s2scale.grid import target_grid
     from s2scale.infer import upscale
     from s2scale.mosaic import mosaic, write_mosaic
@@ -179,7 +179,7 @@ def test_lazy_api_is_pinned_or_refused(mixed_cluster, sample, tiny_ckpt, tmp_pat
     for p in cube.plan_cubes(list(result), AOI):
         stack = cube.load_cube(p.scenes, bounds=p.bounds, bands=("blue", "green", "red", "nir",
                                "scl"), chunk_px=256)  # fmt: skip
-        comp = cube.composite(cube.mask_clouds(stack)).reflectance
+        comp = composite.composite(composite.mask_clouds(stack)).reflectance
         sources.append(upscale(comp, str(tiny_ckpt), chunk_px=256, device="cpu"))
     mos = mosaic(sources, grid, chunk_px=256, aoi=AOI)
     with (

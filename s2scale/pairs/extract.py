@@ -83,13 +83,15 @@ class GroupSpec:
 def read_lr(spec: GroupSpec, *, mask_snow: bool = False) -> np.ndarray:
     """The Sentinel-2 window of a group: ``(band, y, x)`` uint16 harmonised DN, 0 = not clear.
 
-    Clouds, shadows, cirrus and no data are masked with the SCL (:func:`s2scale.cube.mask_clouds`);
-    the tiles of one pass are merged (:func:`s2scale.cube.merge_observations_block`), several
-    observations are composited by their median (:func:`s2scale.cube.composite_block`).
+    Clouds, shadows, cirrus and no data are masked with the SCL
+    (:func:`s2scale.composite.mask_clouds`); the tiles of one pass are merged
+    (:func:`s2scale.composite.merge_observations_block`), several observations are composited
+    by their median (:func:`s2scale.composite.composite_block`).
     """
     import dask
 
-    from s2scale.cube import composite_block, load_cube, mask_clouds, merge_observations_block
+    from s2scale.composite import composite_block, mask_clouds, merge_observations_block
+    from s2scale.cube import load_cube
 
     scenes = [s for o in spec.observations for s in o.scenes]
     groups = np.array([i for i, o in enumerate(spec.observations) for _ in o.scenes], np.int64)

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from s2scale.cube import INVALID_SCL, SNOW_SCL, load_cube, merge_observations_block
+from s2scale.composite import INVALID_SCL, SNOW_SCL, merge_observations_block
+from s2scale.cube import load_cube
 from s2scale.cube import observation_ids as _observation_ids
 from s2scale.errors import ConfigError
 from s2scale.grid import Bounds, TargetGrid, utm_zone_of

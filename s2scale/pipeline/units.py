@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import dask.array as da
 import xarray as xr
 
-from s2scale import cube
+from s2scale import composite, cube
 from s2scale.grid import Bounds
 from s2scale.infer import upscale_window_block
 from s2scale.items import Scene
@@ -49,13 +49,13 @@ def stac_composite(
     """Lazy cloud-free composite of ``bounds`` (one zone's CRS) from ``scenes``.
 
     stackstac reads ``time_chunk`` scenes per task, SCL masks, the median of clear observations
-    and their count (:func:`s2scale.cube.composite`).
+    and their count (:func:`s2scale.composite.composite`).
     """
     stack = cube.load_cube(
         scenes, bounds=bounds, bands=(*BANDS, MASK_BAND), chunk_px=chunk_px,
         time_chunk=time_chunk,
     )  # fmt: skip
-    return cube.composite(cube.mask_clouds(stack, mask_snow=mask_snow))
+    return composite.composite(composite.mask_clouds(stack, mask_snow=mask_snow))
 
 
 class CompositeReader(Protocol):
