@@ -27,7 +27,7 @@ from s2scale.errors import ConfigError, NoScenesFoundError, S2ScaleError, StacAp
 from s2scale.grid import AOI, resolve_aoi
 from s2scale.items import BANDS, Scene, normalize_item
 
-__all__ = ["BANDS", "Scene", "SearchResult", "parse_datetime_range", "search"]
+__all__ = ["BANDS", "Scene", "SearchResult", "parse_datetime_range", "read_stac_items", "search"]
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ def _search_local(
     collection: str,
 ) -> list[dict]:
     """Apply the STAC API filters in-process to the items of a local catalog."""
-    items = _read_local(path)
+    items = read_stac_items(path)
     shapely.prepare(geom)
     out = []
     for it in items:
@@ -333,8 +333,11 @@ def _search_local(
     return out
 
 
-def _read_local(path: Path) -> list[dict]:
-    """All item dicts of a local catalog file."""
+def read_stac_items(path: Path) -> list[dict]:
+    """All item dicts of a local STAC file.
+
+    An ItemCollection, an Item, a Catalog or Collection (hrefs made absolute) or stac-geoparquet.
+    """
     if not path.exists():
         raise ConfigError(
             f"STAC source {str(path)!r} is neither an http(s) URL nor an existing file; "

@@ -8,13 +8,13 @@ records (an href plus what a STAC item says: id, ``datetime``, band common names
 from __future__ import annotations
 
 import glob
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from s2scale.catalog import read_stac_items
 from s2scale.errors import ConfigError
 from s2scale.pairs.ortho import BAND_ALIASES
 
@@ -138,22 +138,7 @@ def _item_source(item: Mapping[str, Any], base: Path | None) -> OrthoSource:
 
 def _stac_file_orthophotos(path: Path) -> list[OrthoSource]:
     """Items of a local STAC ItemCollection, Collection or Catalog."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot read STAC file {str(path)!r}: {err}") from err
-    kind = data.get("type")
-    if kind == "FeatureCollection":
-        items = list(data.get("features", []))
-    elif kind == "Feature":
-        items = [data]
-    elif kind in ("Catalog", "Collection"):
-        import pystac
-
-        cat = pystac.read_file(str(path))
-        items = [it.to_dict(transform_hrefs=True) for it in cat.get_items(recursive=True)]
-    else:
-        raise ConfigError(f"{str(path)!r} is not a STAC ItemCollection, Collection or Catalog")
+    items = read_stac_items(path)
     if not items:
         raise ConfigError(f"STAC file {str(path)!r} lists no orthophoto item")
     return [_item_source(it, path.parent.resolve()) for it in items]
