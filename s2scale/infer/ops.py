@@ -328,8 +328,7 @@ def _replicate_correlate(
     scale, d0 = k.scale, k.phase_offset
     dim = dim % x.ndim
     if out is None and dim == x.ndim - 1:  # columns: whole phases, then one interleaving copy
-        parts = [correlate(x, phases[p], dim, pad=-d0) for p in range(scale)]
-        return torch.stack(parts, dim=-1).flatten(-2)
+        return _stack_phases(x, phases, k, dim)
     shape = list(x.shape)
     shape[dim] *= scale
     dst = torch.zeros(shape, dtype=x.dtype, device=x.device) if out is None else out
@@ -359,7 +358,7 @@ def _adjoint(
 def _stack_phases(
     x: torch.Tensor, phases: torch.Tensor, k: ProjectionKernels, dim: int
 ) -> torch.Tensor:
-    """:func:`_replicate_correlate` out of place (autograd)."""
+    """:func:`_replicate_correlate` out of place: the phases, then one interleaving copy."""
     out = torch.stack(
         [correlate(x, phases[p], dim, pad=-k.phase_offset) for p in range(k.scale)],
         dim=dim % x.ndim + 1,

@@ -138,7 +138,7 @@ anyway). CPU: 1, because a batch's activations leave the cache: SRResNet, one th
 
 def default_batch_size(device_type: str) -> int:
     """:data:`BATCH_SIZE` of a device type (``"cuda"`` or anything else: the CPU's)."""
-    return BATCH_SIZE.get(device_type, BATCH_SIZE["cpu"])
+    return BATCH_SIZE["cuda" if device_type == "cuda" else "cpu"]
 
 
 Window = tuple[slice, slice]

@@ -89,12 +89,12 @@ def upscale_block(
     (1, 1, 4, 4)
     """
     flat = block.reshape(-1, *block.shape[-3:])
+    c, h, w = block.shape[-3], block.shape[-2] * scale, block.shape[-1] * scale
     if len(flat) == 1:  # no copy
         out = predict(flat[0], edges=edges)[None]
+    elif len(flat):
+        out = np.stack([predict(b, edges=edges) for b in flat])
     else:
-        out = np.stack([predict(b, edges=edges) for b in flat]) if len(flat) else None
-    c, h, w = block.shape[-3], block.shape[-2] * scale, block.shape[-1] * scale
-    if out is None:
         out = np.zeros((0, c, h, w), np.uint16)
     out = out.reshape(*block.shape[:-3], c, h, w)
     m = margin * scale

@@ -87,16 +87,15 @@ def run_cube(
         return report
     if not units:
         raise ConfigError("no scene overlaps the AOI's regions; check --aoi and --datetime")
-    specs = zones
     store = cubestore.create_cube_store(
-        str(out), specs, bands=BANDS, chunk_px=cfg.cube.chunk_px,
+        str(out), zones, bands=BANDS, chunk_px=cfg.cube.chunk_px,
         fingerprint=_cube_fingerprint(cfg), overwrite=overwrite,
     )  # fmt: skip
     done = {z.group: store.done(z) for z in store.zones}
     chunk = cfg.cube.chunk_px
 
     def is_done(u: CubeUnit) -> bool:
-        return bool(done[specs[u.zone].group][u.window[0] // chunk, u.window[2] // chunk])
+        return bool(done[zones[u.zone].group][u.window[0] // chunk, u.window[2] // chunk])
 
     todo = [u for u in units if not is_done(u)]
 
@@ -106,7 +105,7 @@ def run_cube(
         zone = zones[u.zone]
         both = client.compute(_composite_both(scenes, zone, u, cfg), priority=-u.index)
         return client.submit(
-            cubestore.write_cube_region, both, path=store.path, group=specs[u.zone].group,
+            cubestore.write_cube_region, both, path=store.path, group=zones[u.zone].group,
             window=u.window, chunk_px=chunk, key=f"write-cube-{token}-{u.index}",
             priority=-u.index,
         )  # fmt: skip
@@ -128,7 +127,7 @@ def run_cube(
     report["regions_computed"] = waves.finished
     report["regions_reused"] = len(units) - len(todo)
     report["regions_failed"] = waves.failed
-    report["written"] = [{"group": s.group, "shape": [len(BANDS), *s.shape]} for s in specs]
+    report["written"] = [{"group": s.group, "shape": [len(BANDS), *s.shape]} for s in zones]
     return report
 
 
