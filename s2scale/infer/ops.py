@@ -52,10 +52,12 @@ __all__ = [
 ]
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
-"""``(N, C, h, w)`` float32 DN on the device -> ``(N, C, h*scale, w*scale)`` float32 DN."""
+"""``(N, C, h, w)`` float32 on the device -> ``(N, C, h*scale, w*scale)``, in the units of
+:func:`process_block`'s ``normalization`` (DN by default)."""
 
 _STAGE_S: defaultdict[str, float] = defaultdict(float)  # seconds per stage, this process
-_PIECE_PX = 64  # CPU filters run in pieces of this many rows or columns
+_PIECE_PX = 64  # CPU filters along columns run in bands of this many rows
+_ROWS_PX = 16  # CPU filters along rows run in bands of this many output rows
 
 
 def stage_times(reset: bool = False) -> dict[str, float]:
@@ -101,6 +103,12 @@ def _symmetric_pad(x: torch.Tensor, lo: int, hi: int, dim: int) -> torch.Tensor:
         return torch.cat(parts, dim)
     index = np.pad(np.arange(n), (lo, hi), mode="symmetric")
     return x.index_select(dim, torch.from_numpy(index).to(x.device))
+
+
+def _gather(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """``x.index_select(dim, index)`` reading only the span of ``index`` (no copy of ``x``)."""
+    lo, hi = int(index.min()), int(index.max())
+    return x.narrow(dim, lo, hi - lo + 1).index_select(dim, (index - lo).to(x.device))
 
 
 def correlate(
@@ -150,41 +158,80 @@ def correlate(
     n_out = (x.shape[dim] - 1) // stride + 1
     w = kernels.to(device=x.device, dtype=x.dtype).reshape(c, length, 1, 1)
 
-    def tap(src: torch.Tensor, m: int) -> torch.Tensor:
+    def tap(src: torch.Tensor, m: int, count: int) -> torch.Tensor:
         index: list[Any] = [slice(None)] * x.ndim
-        index[dim] = slice(m, m + stride * (n_out - 1) + 1, stride)
+        index[dim] = slice(m, m + stride * (count - 1) + 1, stride)
         return src[tuple(index)]
 
     if torch.is_grad_enabled() and x.requires_grad:  # autograd: out of place
         xp = _symmetric_pad(x, r, length - 1 - r, dim)
-        result = tap(xp, 0) * w[:, 0]
+        result = tap(xp, 0, n_out) * w[:, 0]
         for m in range(1, length):
-            result = result + tap(xp, m) * w[:, m]
+            result = result + tap(xp, m, n_out) * w[:, m]
         return result if out is None else out + result
     shape = list(x.shape)
     shape[dim] = n_out
     if out is not None and list(out.shape) != shape:
         raise ConfigError(f"correlate: out has shape {tuple(out.shape)}, expected {tuple(shape)}")
     dst = torch.empty(shape, dtype=x.dtype, device=x.device) if out is None else out
+    n = x.shape[dim]
+    # outputs [i0, i1) read only real samples: they need no padded copy of the input, only the
+    # outputs near the two ends do (their samples gathered with the symmetric index)
+    i0 = min(-(-r // stride), n_out)
+    i1 = max(min((n - length + r) // stride + 1, n_out), i0)
+    index = torch.from_numpy(np.pad(np.arange(n), (r, length - 1 - r), mode="symmetric"))
 
-    def taps(src: torch.Tensor, into: torch.Tensor) -> None:
-        xp = _symmetric_pad(src, r, length - 1 - r, dim)
+    def run(src: torch.Tensor, into: torch.Tensor) -> None:
+        count = into.shape[dim]
+        if count == 0:
+            return
         first = 0
         if out is None:
-            torch.mul(tap(xp, 0), w[:, 0], out=into)
+            torch.mul(tap(src, 0, count), w[:, 0], out=into)
             first = 1
         for m in range(first, length):
-            into.addcmul_(tap(xp, m), w[:, m])
+            into.addcmul_(tap(src, m, count), w[:, m])
+
+    def taps(src: torch.Tensor, into: torch.Tensor, band: int = 0) -> None:
+        """All outputs of ``src`` into ``into``; the inner ones in bands of ``band`` (0: one)."""
+        if i0 > 0:
+            run(_gather(src, dim, index[: stride * (i0 - 1) + length]), into.narrow(dim, 0, i0))
+        step = band or max(i1 - i0, 1)
+        for a in range(i0, i1, step):
+            b = min(a + step, i1)
+            run(src.narrow(dim, stride * a - r, stride * (b - 1 - a) + length),
+                into.narrow(dim, a, b - a))  # fmt: skip
+        if i1 < n_out:
+            run(_gather(src, dim, index[stride * i1 :]), into.narrow(dim, i1, n_out - i1))
 
     other = x.ndim - 1 if dim == x.ndim - 2 else x.ndim - 2
-    n = x.shape[other]
-    if x.device.type != "cpu" or n <= 2 * _PIECE_PX:
+    n_other = x.shape[other]
+    if x.device.type != "cpu" or n_other <= 2 * _PIECE_PX:
         taps(x, dst)
         return dst
-    # CPU: pieces of _PIECE_PX along the other spatial axis keep the sums in cache
-    for a in range(0, n, _PIECE_PX):
-        size = min(_PIECE_PX, n - a)
-        taps(x.narrow(other, a, size), dst.narrow(other, a, size))
+    # CPU: pieces that keep the sums in cache. Along rows: bands of output rows, whole rows
+    # wide (their inputs are whole rows of ``x``, read in place); along columns: bands of rows.
+    if dim == x.ndim - 2:
+        taps(x, dst, _ROWS_PX)
+        return dst
+    for a in range(0, n_other, _PIECE_PX):
+        size = min(_PIECE_PX, n_other - a)
+        if stride == 1:
+            taps(x.narrow(other, a, size), dst.narrow(other, a, size))
+            continue
+        # strided along rows: the taps would read every stride-th element (no vector loads),
+        # so the padded band is split into its stride phases once, and each tap reads one
+        # phase contiguously
+        xp = _symmetric_pad(x.narrow(other, a, size), r, length - 1 - r, dim)
+        phases = [xp.narrow(dim, p, xp.shape[dim] - p)[..., ::stride].contiguous()
+                  for p in range(min(stride, length))]  # fmt: skip
+        into = dst.narrow(other, a, size)
+        for m in range(length):
+            src = phases[m % stride].narrow(dim, m // stride, n_out)
+            if m == 0 and out is None:
+                torch.mul(src, w[:, 0], out=into)
+            else:
+                into.addcmul_(src, w[:, m])
     return dst
 
 
@@ -490,16 +537,18 @@ def _layout(
     scale: int,
     align: int,
     device: str = "cpu",
+    gain: float = 1.0,
 ) -> tuple[tuple[tuple[slice, slice], ...], torch.Tensor]:
     """LR windows of the sub-tiles of a block and their normalised HR weights, on ``device``.
 
     The weights ``(N, h*s, w*s)`` are divided by their sum over the block, so that they add up
-    to 1 at every HR pixel and the blend needs no division. Cached per device: a layout's
-    weights are copied to a GPU once, not once per block.
+    to 1 at every HR pixel and the blend needs no division, and multiplied by ``gain`` (the
+    scale of the model's output units). Cached per device and gain: a layout's weights are
+    copied to a GPU once, not once per block.
     """
-    if device != "cpu":
+    if device != "cpu" or gain != 1.0:
         windows, weights = _layout(shape, tile_px, overlap_px, halo_px, scale, align)
-        return windows, weights.to(torch.device(device))
+        return windows, (weights * gain).to(torch.device(device))
     from s2scale.infer.tiling import blend_weights
 
     tiles = list(blend_weights(shape, tile_px, overlap_px, halo_px, scale=scale, align=align))
@@ -524,38 +573,59 @@ def blend_tiles(
     batch_size: int,
     align: int = 1,
     mask: torch.Tensor | None = None,
+    normalization: tuple[float, float] = (0.0, 1.0),
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Feathered, batched sub-tile prediction of a float ``(C, H, W)`` block, float32 out.
+    """Feathered, batched sub-tile prediction of a float ``(C, H, W)`` block, float32 DN out.
 
     ``H`` and ``W`` are multiples of the model's input multiple ``align``; the result is
     ``(C, H*scale, W*scale)``. ``mask`` (``(H, W)`` bool or None) zeroes the weights of
     masked-out HR children; pixels whose weights are all zero get 0. A block that is one
-    sub-tile is one forward pass with no weights at all.
+    sub-tile is one forward pass with no weights at all. ``normalization`` ``(offset, scale)``:
+    ``forward`` takes ``(dn - offset) / scale`` and returns the same units; the blend weights
+    carry ``scale`` (no pass of its own over the output). ``out`` (float32 ``(C, H*scale,
+    W*scale)``, any strides, e.g. a window of a larger array) receives the result instead of a
+    new tensor.
     """
     c, height, width = x.shape
+    offset, gain = (float(v) for v in normalization)
+    if (offset, gain) != (0.0, 1.0):
+        x = (x - offset) / gain
     windows, w_all = _layout(
-        (height, width), tile_px, overlap_px, halo_px, scale, align, str(x.device)
+        (height, width), tile_px, overlap_px, halo_px, scale, align, str(x.device), gain
     )
     if len(windows) == 1 and mask is None:
-        return forward(x[None])[0].float()
-    acc = torch.zeros((c, height * scale, width * scale), dtype=torch.float32, device=x.device)
+        y = forward(x[None])[0].float()
+        y = y if out is None else out.copy_(y)
+        return y.mul_(gain).add_(offset) if (offset, gain) != (0.0, 1.0) else y
+    shape = (c, height * scale, width * scale)
+    if out is None:
+        acc = torch.zeros(shape, dtype=torch.float32, device=x.device)
+    elif tuple(out.shape) != shape:
+        raise ConfigError(f"blend_tiles: out has shape {tuple(out.shape)}, expected {shape}")
+    else:
+        acc = out.zero_()
     wsum = mask_hr = None
     if mask is not None:  # masked children drop out: weights no longer sum to 1
         wsum = torch.zeros((height * scale, width * scale), dtype=torch.float32, device=x.device)
         mask_hr = mask.repeat_interleave(scale, 0).repeat_interleave(scale, 1).to(torch.float32)
     for i in range(0, len(windows), batch_size):
         batch = windows[i : i + batch_size]
-        out = forward(torch.stack([x[:, wy, wx] for wy, wx in batch])).float()
+        pred = forward(torch.stack([x[:, wy, wx] for wy, wx in batch])).float()
         for j, (wy, wx) in enumerate(batch):
             hy = slice(wy.start * scale, wy.stop * scale)
             hx = slice(wx.start * scale, wx.stop * scale)
             w = w_all[i + j] if mask_hr is None else w_all[i + j] * mask_hr[hy, hx]
-            acc[:, hy, hx].addcmul_(out[j], w)
+            acc[:, hy, hx].addcmul_(pred[j], w)
             if wsum is not None:
                 wsum[hy, hx] += w
-    if wsum is None:
-        return acc
-    return torch.where(wsum > 0, acc / wsum.clamp(min=1e-12), torch.zeros((), device=x.device))
+    if wsum is not None:
+        # the weights carry ``gain``: their sum is ``gain`` where any tile counts (acc is 0
+        # where none does)
+        acc.div_(wsum.div_(gain).clamp_(min=1e-12))
+    if offset != 0.0:
+        acc += offset if wsum is None else torch.where(wsum > 0, offset, 0.0)
+    return acc
 
 
 # ------------------------------------------------------------------------------ the block
@@ -574,6 +644,7 @@ def process_block(
     projection: ProjectionKernels | None = None,
     edges: tuple[int, int, int, int] = (0, 0, 0, 0),
     timed: bool = False,
+    normalization: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """Upscale a uint16 ``(C, H, W)`` block on its device: fill, tiles, blend, projection.
 
@@ -581,7 +652,9 @@ def process_block(
     ``projection`` the kernels of the consistency projection instead of a callable): the result
     is a uint16 ``(C, H*scale, W*scale)`` tensor on the block's device, 0 under LR no data and
     in the ``context_px`` ring, else in ``[1, 65535]``. ``timed`` adds each stage's wall time to
-    :func:`stage_times` (synchronising CUDA around each stage).
+    :func:`stage_times` (synchronising CUDA around each stage). ``normalization`` ``(offset,
+    scale)``: the model's units, ``(dn - offset) / scale`` in and out of ``forward`` (default:
+    ``forward`` takes and returns DN); see :func:`blend_tiles`.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -620,15 +693,19 @@ def process_block(
             if net_mask is not None:
                 net_mask = torch.nn.functional.pad(net_mask, (0, pad[1], 0, pad[0]))
     with _stage("network", dev, timed):
-        sr_net = blend_tiles(
+        sr = torch.empty((c, ih * scale, iw * scale), dtype=torch.float32, device=dev)
+        ys, xs = slice(ct * scale, (ih - cb) * scale), slice(cl * scale, (iw - cr) * scale)
+        for side in (sr[:, : ys.start], sr[:, ys.stop :], sr[:, ys, : xs.start],
+                     sr[:, ys, xs.stop :]):  # fmt: skip
+            side.zero_()  # mirrored context the network skips
+        window = sr[:, ys, xs]
+        blended = blend_tiles(
             net_in, forward, scale=scale, tile_px=tile_px, overlap_px=overlap_px,
             halo_px=halo_px, batch_size=batch_size, align=align, mask=net_mask,
-        )[:, : nh * scale, : nw * scale]  # fmt: skip
-        if (ct, cb, cl, cr) == (0, 0, 0, 0):
-            sr = sr_net
-        else:
-            sr = torch.zeros((c, ih * scale, iw * scale), dtype=torch.float32, device=dev)
-            sr[:, ct * scale : (ih - cb) * scale, cl * scale : (iw - cr) * scale] = sr_net
+            normalization=normalization, out=None if any(pad) else window,
+        )  # fmt: skip
+        if any(pad):  # the rows and columns padded to the input multiple are not output
+            window.copy_(blended[:, : nh * scale, : nw * scale])
     with _stage("projection", dev, timed):
         if projection is not None:
             top, bottom, left, right = (max(int(e) - k, 0) for e in edges)
@@ -639,7 +716,6 @@ def process_block(
                 )
             hy = slice(top * scale, (ih - bottom) * scale)
             hx = slice(left * scale, (iw - right) * scale)
-            sr = sr.contiguous()
             project_(sr[:, hy, hx], inner[:, top : ih - bottom, left : iw - right], projection)
     with _stage("output", dev, timed):
         ks = k * scale

@@ -291,15 +291,15 @@ class TorchPredictor:
         norm = cast(Normalization, model.normalization)
         cuda = dev.type == "cuda"
 
-        def forward(tiles: torch.Tensor) -> torch.Tensor:
-            x = norm.normalize(tiles).contiguous(memory_format=torch.channels_last)
+        def forward(x: torch.Tensor) -> torch.Tensor:  # model units in and out
+            x = x.contiguous(memory_format=torch.channels_last)
             autocast = (
                 torch.autocast(dev.type, dtype=amp) if amp != torch.float32 else nullcontext()
             )
             with autocast:
                 y = model(x)
             _count_forward()
-            return norm.denormalize(y.float())
+            return y
 
         projection = None
         if self.consistency_mtf:
@@ -325,6 +325,7 @@ class TorchPredictor:
                 halo_px=self.halo_px, batch_size=batch_size, align=align,
                 fill_radius_px=self.fill_radius_px, context_px=self.context_px,
                 projection=projection, edges=edges, timed=self.timed,
+                normalization=(norm.offset, norm.scale),
             )  # fmt: skip
             if not cuda:
                 return out.numpy()
