@@ -154,7 +154,8 @@ class InferConfig:
     """Context per chunk side in 10 m pixels; default derived from the model's receptive field."""
     tile_px: int | None = None
     """Largest sub-tile edge in 10 m pixels; None: the device's default
-    (``s2scale.infer.tiling.TILE_PX``: 1536 on CUDA, 320 on the CPU)."""
+    (``s2scale.infer.tiling.TILE_PX``: 1536 on CUDA, 320 on the CPU; 1152 for Real-ESRGAN on
+    the CPU, ``CPU_TILE_PX``)."""
     batch_size: int | None = None
     """Sub-tiles per forward pass; None: the device's default
     (``s2scale.infer.tiling.BATCH_SIZE``: 8 on CUDA, 1 on the CPU)."""

@@ -234,7 +234,8 @@ class TorchPredictor:
     """Autocast dtype; ``"auto"`` is bfloat16 on CUDA, float32 on CPU."""
     tile_px: int | None = None
     """Largest sub-tile edge in LR px (GPU memory bound); None: the device's default
-    (:data:`s2scale.infer.tiling.TILE_PX`). Tiles shrink to the smallest edge that needs no more
+    (:data:`s2scale.infer.tiling.TILE_PX`, per generator on the CPU:
+    :data:`~s2scale.infer.tiling.CPU_TILE_PX`). Tiles shrink to the smallest edge that needs no more
     of them (:func:`s2scale.infer.tiling.fit_tile_px`)."""
     overlap_px: int = 0
     """Overlap between neighbouring sub-tiles in LR px, >= 2 * halo_px."""
@@ -313,7 +314,7 @@ class TorchPredictor:
                 float(self.consistency_lowpass_px), str(dev),
             )  # fmt: skip
         align = input_multiple(arch, scale)
-        tile_px = self.tile_px or default_tile_px(dev.type)
+        tile_px = self.tile_px or default_tile_px(dev.type, arch)
         batch_size = self.batch_size or default_batch_size(dev.type)
         check_tiling(tile_px, self.overlap_px, self.halo_px, align)
         host = torch.from_numpy(np.ascontiguousarray(block))

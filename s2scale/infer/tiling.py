@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BATCH_SIZE",
+    "CPU_TILE_PX",
     "HALO_PX",
     "TILE_PX",
     "BatchPredict",
@@ -113,17 +114,31 @@ per pixel on small tiles (cache), which outweighs the overlap: SRResNet, one thr
 384 / 512 / 768 px tiles (record ``throughput-20261207T030414``), i.e. 0.21 / 0.20 / 0.19 / 0.15
 per output pixel at 256 / 320 / 384 / 512 px with a 36 px overlap; 256 and 320 are within the
 noise of this machine, and 320 needs fewer tiles. Larger blocks are cut into the fewest tiles
-of at most this edge (:func:`fit_tile_px`)."""
+of at most this edge (:func:`fit_tile_px`). :data:`CPU_TILE_PX` overrides it per generator."""
+
+CPU_TILE_PX: dict[str, int] = {"realesrgan": 1152}
+"""CPU tile edges, LR px, of the generators that do not run fastest on :data:`TILE_PX`'s.
+
+Real-ESRGAN's trunk runs at half the LR resolution (pixel-unshuffle), so its per-pixel speed
+barely changes with the tile edge (one thread, batch 1: 0.17-0.21 Mpx/s from 256 to 1,024 px
+with no trend, record ``throughput-20261207T055421``) while its 20 px network halo makes small
+tiles costly: a default unit's network input (1,064 px at the block edge) is 4 x 4 tiles of
+302 px at 320 px, 1.39 network px per output px, but one tile at 1,152 px, 1.08. The end-to-end
+ratio at this default is in ``benchmarks/README.md``."""
 
 
-def default_tile_px(device_type: str) -> int:
+def default_tile_px(device_type: str, arch: str | None = None) -> int:
     """Default largest sub-tile edge for a device type (``"cuda"`` or anything else: CPU).
+
+    ``arch`` (a registry name) picks :data:`CPU_TILE_PX` on the CPU where it has one.
 
     Examples
     --------
-    >>> default_tile_px("cuda"), default_tile_px("cpu")
-    (1536, 320)
+    >>> default_tile_px("cuda"), default_tile_px("cpu"), default_tile_px("cpu", "realesrgan")
+    (1536, 320, 1152)
     """
+    if device_type != "cuda" and arch in CPU_TILE_PX:
+        return CPU_TILE_PX[arch]
     return TILE_PX["cuda" if device_type == "cuda" else "cpu"]
 
 

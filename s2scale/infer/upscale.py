@@ -455,7 +455,8 @@ def upscale(
     chunk_px
         Spatial chunk edge in 10 m px (numpy input: default 1024; Dask input: rechunk if given).
     tile_px, overlap_px, batch_size
-        Largest sub-tile edge (None: the device's :data:`~s2scale.infer.tiling.TILE_PX`;
+        Largest sub-tile edge (None: the device's :data:`~s2scale.infer.tiling.TILE_PX`, or
+        :data:`~s2scale.infer.tiling.CPU_TILE_PX` for the generator on the CPU;
         tiles shrink to the smallest edge that needs no more of them), sub-tile overlap
         (default ``2 * halo_px + 8``: the network's halo only; the projection and the fill add
         theirs at the block edge) and tiles per pass (None: the device's

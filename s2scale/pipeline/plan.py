@@ -380,7 +380,7 @@ def fingerprint(plan: Plan, *, device_kind: str, dtype: str) -> dict[str, Any]:
         "max_cloud_cover": c.max_cloud_cover, "mask_snow": cfg.cube.mask_snow,
         "model": inf.model, "model_sha256": plan.model["sha256"],
         "random_weights": inf.random_weights, "scale": plan.scale, "halo_px": plan.halo_px,
-        "tile_px": inf.tile_px or default_tile_px(device_kind),
+        "tile_px": inf.tile_px or default_tile_px(device_kind, plan.model.get("arch")),
         "batch_size": inf.batch_size or default_batch_size(device_kind),
         "compile": inf.compile,
         "consistency": inf.consistency,
