@@ -140,7 +140,8 @@ def _create(
     for zone in zones:
         ds = _template(zone, bands, chunk_px)
         gm = {"grid_mapping": "spatial_ref", "fill_value": 0}
-        enc = {"reflectance": {"chunks": (len(bands), chunk_px, chunk_px), **gm},
+        enc = {"reflectance": {"chunks": (len(bands), chunk_px, chunk_px), **gm,
+                               "compressors": resumable.reflectance_compressors()},
                "clear_count": {"chunks": (chunk_px, chunk_px), **gm}}  # fmt: skip
         ds.to_zarr(loc.target, group=zone.group, mode="w", compute=False, zarr_format=3,
                    consolidated=False, encoding=enc)  # fmt: skip

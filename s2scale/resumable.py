@@ -17,7 +17,8 @@ for the parts they share:
 - **done marks**: a unit of work is marked done only after its data is written, by the task that
   wrote it, so a rerun recomputes exactly the unmarked units. Grids of regions use one ``uint8``
   chunk per region (:func:`create_done_grid`, :func:`mark_done`, :func:`read_done`); named units
-  (task groups) carry a ``record`` attribute (:func:`mark_record_done`, :func:`done_records`).
+  (task groups) carry a ``record`` attribute (:func:`mark_record_done`, :func:`done_records`);
+- **the codec** of the uint16 reflectance arrays (:func:`reflectance_compressors`).
 
 Nothing here knows a store's arrays; each store passes a ``create`` callback that writes them.
 """
@@ -54,6 +55,7 @@ __all__ = [
     "read_done",
     "read_manifest",
     "redact_url",
+    "reflectance_compressors",
     "resolve_store",
 ]
 
@@ -61,6 +63,21 @@ log = logging.getLogger(__name__)
 
 META_GROUP = "_s2scale"
 """Group of a store that holds its manifest and done marks (unless its :class:`StoreKind` says)."""
+
+
+def reflectance_compressors() -> tuple[Any, ...]:
+    """Zarr v3 compressors of the stores' uint16 reflectance: Blosc zstd level 1, bit shuffle.
+
+    Bit shuffle groups the bit planes of the 16-bit values, whose high bits barely change in
+    reflectance, so a light zstd level compresses them better than Zarr's default (zstd level 3
+    on the plain bytes) in about half its CPU time. Every throughput record compares the codecs
+    on 5 m output of a real Sentinel-2 scene (``codecs`` in ``benchmarks/bench_throughput.py``;
+    ``benchmarks/README.md`` quotes the latest). Stores written with another codec keep theirs:
+    a resumed store reads its codec from its own metadata.
+    """
+    from zarr.codecs import BloscCodec
+
+    return (BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", typesize=2),)
 
 
 def redact_url(url: str | Path) -> str:

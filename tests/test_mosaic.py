@@ -302,6 +302,10 @@ def test_write_mosaic_resumes_after_a_crash_with_identical_bytes(tmp_path, sync)
     assert ds.rio.crs.to_epsg() == 32633 and ds.rio.transform() == grid.transform
     assert ds["reflectance"].encoding["chunks"] == (3, 32, 32)
     np.testing.assert_array_equal(ds["reflectance"].values, arr.values)
+    # the reflectance codec: Blosc zstd with bit shuffle (resumable.reflectance_compressors)
+    meta = json.loads((store / "reflectance" / "zarr.json").read_text())
+    blosc = [c["configuration"] for c in meta["codecs"] if c["name"] == "blosc"]
+    assert blosc and blosc[0]["cname"] == "zstd" and blosc[0]["shuffle"] == "bitshuffle"
 
 
 def test_write_mosaic_refuses_another_grid_or_fingerprint(tmp_path, sync):

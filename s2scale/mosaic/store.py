@@ -350,7 +350,8 @@ def _create(
     ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
     ds = ds.drop_encoding()
     ds[_VAR].encoding.update({"coordinates": "spatial_ref", "grid_mapping": "spatial_ref"})
-    encoding = {_VAR: {"chunks": (arr.shape[0], *chunks), "fill_value": 0}}
+    encoding = {_VAR: {"chunks": (arr.shape[0], *chunks), "fill_value": 0,
+                       "compressors": resumable.reflectance_compressors()}}  # fmt: skip
     ds.to_zarr(
         loc.target, mode="w", compute=False, zarr_format=3, consolidated=False, encoding=encoding
     )
