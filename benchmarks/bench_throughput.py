@@ -54,6 +54,7 @@ from pathlib import Path
 import dask
 import numpy as np
 import torch
+import torch.nn.functional as F
 import xarray as xr
 from _record import cluster_context, git_commit, write_record
 from distributed import get_task_stream, performance_report
@@ -63,6 +64,7 @@ from s2scale.cluster import make_client
 from s2scale.config import ClusterConfig
 from s2scale.infer import get_model, weights_path
 from s2scale.models import build_generator
+from s2scale.resumable import reflectance_compressors
 
 BOKEH = importlib.util.find_spec("bokeh") is not None
 """Dask's performance report (an HTML file beside the record) needs bokeh; the task-stream
@@ -87,6 +89,32 @@ def _texture(size: int, bands: int, seed: int = 0) -> np.ndarray:
     )[0].numpy()
     img += 0.3 * rng.normal(size=img.shape).astype(np.float32)
     return np.clip(1500 + 600 * img, 1, 10000).astype(np.uint16)
+
+
+REAL_SCENE = "s2/S2_L1C_T33UUU_20170216_B02_B03_B04_B08_10m.tif"  # 768 x 1536 px, 10 m
+
+
+def _real_image(size: int) -> np.ndarray:
+    """``size`` x ``size`` px of a real Sentinel-2 scene (B02, B03, B04, B08, uint16 DN).
+
+    The scene is 768 rows tall: larger images continue it with its rows mirrored (the
+    symmetric extension), so every pixel is a real one, as the Zarr codec and the no-data
+    fill see real imagery.
+    """
+    import os
+
+    import rasterio
+
+    root = os.environ.get("S2SCALE_SHARED_DATA")
+    if not root or not (Path(root) / REAL_SCENE).is_file():
+        raise SystemExit(
+            f"the split reads {REAL_SCENE} under $S2SCALE_SHARED_DATA (set it to the shared "
+            "data folder), or pass --split-image texture"
+        )
+    with rasterio.open(Path(root) / REAL_SCENE) as src:
+        arr = src.read(window=((0, min(size, src.height)), (0, min(size, src.width))))
+    pad = ((0, 0), (0, size - arr.shape[1]), (0, size - arr.shape[2]))
+    return np.pad(arr, pad, mode="symmetric").astype(np.uint16)
 
 
 def _net(name: str, random_weights: bool, device: torch.device):
@@ -157,6 +185,52 @@ def bicubic(device, image: np.ndarray, tile: int) -> float:
     return 4 * h * w / (time.perf_counter() - t0) / 1e6
 
 
+def _encoding(name: str) -> dict:
+    """The codec of s2scale's stores (:func:`s2scale.resumable.reflectance_compressors`)."""
+    return {name: {"compressors": reflectance_compressors()}}
+
+
+def codecs(image: np.ndarray, repeats: int = 4) -> dict:
+    """Zarr codecs on 5 m output of ``image`` (its bicubic x2, uint16): seconds and ratio.
+
+    One thread, the best of ``repeats`` writes of one chunk to memory; the stores' codec
+    (:func:`s2scale.resumable.reflectance_compressors`) against Zarr's default and Blosc lz4.
+    """
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    x = torch.from_numpy(image.astype(np.float32))[None]
+    out = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)[0]
+    sr = out.round().clamp(0, 65535).numpy().astype(np.uint16)
+    candidates = {
+        "s2scale (blosc zstd 1 bitshuffle)": reflectance_compressors(),
+        "zarr default (zstd 3)": "auto",
+        "blosc lz4 5 shuffle": (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle",
+                                           typesize=2),),
+    }  # fmt: skip
+    from numcodecs import blosc
+
+    threads, blosc_threads = torch.get_num_threads(), blosc.use_threads
+    blosc.use_threads = False  # as on a Dask worker thread: Blosc runs in the calling thread
+    rows = {}
+    with zarr.config.set({"threading.max_workers": 1}):
+        for label, compressors in candidates.items():
+            best = float("inf")
+            for _ in range(repeats):
+                store = zarr.storage.MemoryStore()
+                arr = zarr.create_array(store, shape=sr.shape, chunks=sr.shape, dtype="uint16",
+                                        compressors=compressors)  # fmt: skip
+                t0 = time.perf_counter()
+                arr[...] = sr
+                best = min(best, time.perf_counter() - t0)
+            stored = sum(len(v.to_bytes()) for k, v in store._store_dict.items()
+                         if not k.endswith("zarr.json"))  # fmt: skip
+            rows[label] = {"seconds": round(best, 3), "ratio": round(sr.nbytes / stored, 3)}
+    torch.set_num_threads(threads)
+    blosc.use_threads = blosc_threads
+    return {"output_px": list(sr.shape), **rows}
+
+
 def _write_input(image: np.ndarray, chunk_px: int, path: Path) -> None:
     size = image.shape[1]
     coords = {
@@ -166,7 +240,8 @@ def _write_input(image: np.ndarray, chunk_px: int, path: Path) -> None:
     }
     src = xr.DataArray(image, dims=("band", "y", "x"), coords=coords, name="reflectance")
     src = src.rio.write_crs("EPSG:32633").chunk({"band": -1, "y": chunk_px, "x": chunk_px})
-    src.to_dataset().to_zarr(path, mode="w", zarr_format=3, consolidated=False)
+    src.to_dataset().to_zarr(path, mode="w", zarr_format=3, consolidated=False,
+                             encoding=_encoding("reflectance"))  # fmt: skip
 
 
 def end_to_end(name: str, args, src: Path, out: Path, dtype: str) -> float:
@@ -178,7 +253,7 @@ def end_to_end(name: str, args, src: Path, out: Path, dtype: str) -> float:
     data = sr.to_dataset(name="sr").drop_encoding()
     t0 = time.perf_counter()
     with dask.config.set({"optimization.fuse.active": False}):
-        data.to_zarr(out, mode="w", zarr_format=3, consolidated=False)
+        data.to_zarr(out, mode="w", zarr_format=3, consolidated=False, encoding=_encoding("sr"))
     return 4 * cube.sizes["y"] * cube.sizes["x"] / (time.perf_counter() - t0) / 1e6
 
 
@@ -193,8 +268,8 @@ class _ZeroCostUpsampler(torch.nn.Module):
         self.normalization = like.normalization
         self.band_names = getattr(like, "band_names", ())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.repeat_interleave(2, -2).repeat_interleave(2, -1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # one pass, as a network writes its output
+        return torch.nn.functional.interpolate(x, scale_factor=self.scale, mode="nearest")
 
 
 def bare_network(net, image: np.ndarray, tile: int, batch: int) -> float:
@@ -229,11 +304,14 @@ def _upscale_threads(
     ops.stage_times(reset=True)
     t0 = time.perf_counter()
     with dask.config.set(scheduler="threads", num_workers=1):
-        data.to_zarr(out, mode="w", zarr_format=3, consolidated=False)
+        data.to_zarr(out, mode="w", zarr_format=3, consolidated=False, encoding=_encoding("sr"))
     total = time.perf_counter() - t0
     stages = {k: round(v, 3) for k, v in ops.stage_times(reset=True).items()}
     stages["read, overlap, write, scheduling"] = round(total - sum(stages.values()), 3)
     return 4 * cube.sizes["y"] * cube.sizes["x"] / total / 1e6, stages
+
+
+PIPELINE_REPEATS = 3  # pipeline-alone runs per split repeat (about a second each)
 
 
 def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
@@ -253,17 +331,27 @@ def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
         device = torch.device("cpu")
         net = _net(name, args.random_weights, device)
         bare_network(net, image[:, :64, :64], 64, 1)  # warm up
-        bare = bare_network(net, image, args.bare_tile, args.bare_batch)
-        bare_b1 = bare_network(net, image, args.bare_tile, 1)
+        # repeats, interleaved, best of each: this shared VM loses 5-10 % of its CPU to steal
+        # time, in bursts; the best run is the one least disturbed (all runs are recorded)
+        runs: dict[str, list] = {"bare": [], "bare_b1": [], "e2e": [], "pipe": []}
         _upscale_threads(name, args, warm, tmp / "split-warm.zarr", dtype)
-        e2e, e2e_stages = _upscale_threads(name, args, src, tmp / "split-out.zarr", dtype)
         real_get_model = predictor_module.get_model
 
         def zero_cost(*a, **k):
             return _ZeroCostUpsampler(real_get_model(*a, **k))
 
-        with mock.patch.object(predictor_module, "get_model", zero_cost):
-            pipe, pipe_stages = _upscale_threads(name, args, src, tmp / "split-pipe.zarr", dtype)
+        for _ in range(args.split_repeats):
+            runs["bare"].append(bare_network(net, image, args.bare_tile, args.bare_batch))
+            runs["bare_b1"].append(bare_network(net, image, args.bare_tile, 1))
+            runs["e2e"].append(_upscale_threads(name, args, src, tmp / "split-out.zarr", dtype))
+            with mock.patch.object(predictor_module, "get_model", zero_cost):
+                for _ in range(PIPELINE_REPEATS):
+                    runs["pipe"].append(
+                        _upscale_threads(name, args, src, tmp / "split-pipe.zarr", dtype)
+                    )
+        bare, bare_b1 = max(runs["bare"]), max(runs["bare_b1"])
+        e2e, e2e_stages = max(runs["e2e"], key=lambda r: r[0])
+        pipe, pipe_stages = max(runs["pipe"], key=lambda r: r[0])
         compiled = _compiled(name, args, net, image, src, tmp, dtype) if args.compile else None
     finally:
         torch.set_num_threads(threads)
@@ -276,13 +364,21 @@ def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
     # the network's input per chunk along one axis: its halo alone on a side where the array ends
     lengths = [min(chunk, size - a) + (p.halo_px if a == 0 else ring)
                + (p.halo_px if a + chunk >= size else ring) for a in starts]  # fmt: skip
-    tile = p.tile_px or default_tile_px("cpu")
+    tile = p.tile_px or default_tile_px("cpu", setup.arch)
     net_px = sum(network_px((ly, lx), tile, p.overlap_px, p.halo_px, setup.align)
                  for ly in lengths for lx in lengths)  # fmt: skip
     return {
         "threads": 1, "bare_network_mpx_s": round(bare, 4), "bare_tile": args.bare_tile,
         "bare_batch": args.bare_batch, "bare_network_batch_1_mpx_s": round(bare_b1, 4),
         "end_to_end_mpx_s": round(e2e, 4), "pipeline_mpx_s_per_core": round(pipe, 3),
+        "pipeline_mpx_s_per_core_median": round(float(np.median([r[0] for r in runs["pipe"]])), 3),
+        "runs_mpx_s": {"bare_network": [round(v, 4) for v in runs["bare"]],
+                       "bare_network_batch_1": [round(v, 4) for v in runs["bare_b1"]],
+                       "end_to_end": [round(r[0], 4) for r in runs["e2e"]],
+                       "pipeline": [round(r[0], 3) for r in runs["pipe"]]},
+        "end_to_end_vs_bare_median": round(float(np.median([r[0] for r in runs["e2e"]])
+                                                 / np.median(runs["bare"])), 3),
+        "image": args.split_image,
         "end_to_end_vs_bare": round(e2e / bare, 3),
         "end_to_end_vs_best_bare": round(e2e / max(bare, bare_b1), 3),
         "network_px_per_output_px": round(net_px / size**2, 3),
@@ -292,6 +388,38 @@ def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
         "overlap_px": p.overlap_px, "chunk_px": chunk,
         "stages_s_end_to_end": e2e_stages, "stages_s_pipeline": pipe_stages,
     } | ({} if compiled is None else {"compiled": compiled})  # fmt: skip
+
+
+def targets(results: dict) -> dict:
+    """The issue's targets against this record: value, median where repeated, met or not.
+
+    CPU: end to end >= 0.8x the bare network and the pipeline >= 5 Mpx/s per core (one thread,
+    the split). CUDA: end to end >= 0.8x the raw batched model at the best batch and tile of the
+    sweep. A target this device cannot check says so instead of being left out.
+    """
+    out: dict = {}
+    for name in results["models"]:
+        r, t = results[name], {}
+        sp = r.get("split")
+        if results["device"] == "cpu" and sp:
+            t["end_to_end_vs_bare_network"] = {
+                "target": 0.8, "value": sp["end_to_end_vs_bare"],
+                "median": sp["end_to_end_vs_bare_median"],
+                "met": sp["end_to_end_vs_bare"] >= 0.8}  # fmt: skip
+            t["pipeline_mpx_s_per_core"] = {
+                "target": 5.0, "value": sp["pipeline_mpx_s_per_core"],
+                "median": sp["pipeline_mpx_s_per_core_median"],
+                "met": sp["pipeline_mpx_s_per_core"] >= 5.0}  # fmt: skip
+            t["gpu_end_to_end_vs_best_raw"] = {
+                "target": 0.8, "value": None, "met": None,
+                "note": "not measured: this run had no CUDA device"}  # fmt: skip
+        elif results["device"] == "cuda":
+            best = max(row["mpx_s"] for row in results["sweep"] if row["model"] == name)
+            ratio = round(r["end_to_end_by_workers"]["1"] / best, 3)
+            t["gpu_end_to_end_vs_best_raw"] = {"target": 0.8, "value": ratio, "met": ratio >= 0.8,
+                                               "best_raw_mpx_s": best}  # fmt: skip
+        out[name] = t
+    return out
 
 
 def _compiled(name: str, args, net, image: np.ndarray, src: Path, tmp: Path, dtype: str) -> dict:
@@ -465,6 +593,16 @@ def table(record: dict) -> str:
               "| model | dtype | batch | tile | Mpx/s |", "|---|---|---|---|---|"]  # fmt: skip
     for (name, dt), row in best.items():
         lines.append(f"| {name} | {dt} | {row['batch']} | {row['tile']} | {row['mpx_s']} |")
+    if "targets" in r:
+        lines += ["", "Targets (best run; median of the repeats in brackets):", "",
+                  "| model | target | goal | value | met |", "|---|---|---|---|---|"]  # fmt: skip
+        for name, ts in r["targets"].items():
+            for key, t in ts.items():
+                value = t.get("note") if t["value"] is None else t["value"]
+                if "median" in t:
+                    value = f"{value} ({t['median']})"
+                met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
+                lines.append(f"| {name} | {key} | {t['target']} | {value} | {met} |")
     return "\n".join(lines)
 
 
@@ -535,6 +673,11 @@ def main() -> None:
         default=1024,
         help="image edge of the one-thread split (bare, e2e, pipeline)",
     )
+    parser.add_argument("--split-repeats", type=int, default=3,
+                        help="repeats of the split's runs (the best is reported)")  # fmt: skip
+    parser.add_argument("--split-image", choices=("real", "texture"), default="real",
+                        help="image of the one-thread split: a real Sentinel-2 scene "
+                        "($S2SCALE_SHARED_DATA) or the synthetic texture")  # fmt: skip
     parser.add_argument("--split-chunk-px", type=int, default=1024,
                         help="chunk edge of the split's end-to-end run")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=None, help="timed raw passes")
@@ -592,9 +735,13 @@ def main() -> None:
     results["clusters"] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            split_image = _texture(args.split_size, 4, seed=1)
+            split_image = (_real_image(args.split_size) if args.split_image == "real"
+                           else _texture(args.split_size, 4, seed=1))  # fmt: skip
             results[name]["split"] = split(name, args, split_image, Path(tmp), dtype_name)
             print(name, "split", results[name]["split"], flush=True)
+        if "codecs" not in results:
+            results["codecs"] = codecs(split_image)
+            print("codecs", results["codecs"], flush=True)
         src, warm = Path(tmp) / "in.zarr", Path(tmp) / "warm.zarr"
         _write_input(image, args.chunk_px, src)
         edge = min(args.chunk_px, args.size) // 2  # loads the model on each worker, quickly
@@ -626,6 +773,7 @@ def main() -> None:
         r["e2e_vs_naive"] = round(e2e / r["naive_loop_mpx_s"], 3)
         r["e2e_2_workers_vs_1"] = round(r["end_to_end_by_workers"]["2"] / e2e, 3)
         print(name, r, flush=True)
+    results["targets"] = targets(results)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config |= {"out": None, "grid_batch": list(g["batch"]), "grid_tile": list(g["tile"]),
                "sweep_dtypes": list(sweep_dtypes), "threads_per_worker": 2}  # fmt: skip
