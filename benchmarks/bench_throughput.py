@@ -285,9 +285,18 @@ def bare_network(net, image: np.ndarray, tile: int, batch: int) -> float:
 
 
 def _upscale_threads(
-    name: str, args, src: Path, out: Path, dtype: str, compile: bool = False
+    name: str,
+    args,
+    src: Path,
+    out: Path,
+    dtype: str,
+    compile: bool = False,
+    tile_px: int | None = None,
 ) -> tuple[float, dict]:
-    """``upscale`` end to end on one thread (threads scheduler): Mpx/s and seconds per stage."""
+    """``upscale`` end to end on one thread (threads scheduler): Mpx/s and seconds per stage.
+
+    ``tile_px`` overrides the CPU sub-tile edge (None: the default of the generator).
+    """
     from dataclasses import replace
 
     from s2scale.infer import ops
@@ -297,7 +306,7 @@ def _upscale_threads(
     setup = prepare_model(name, bands=tuple(str(b) for b in cube.band.values), dtype=dtype,
                           device="cpu", random_weights=args.random_weights,
                           compile=compile)  # fmt: skip
-    setup = replace(setup, predictor=replace(setup.predictor, timed=True))
+    setup = replace(setup, predictor=replace(setup.predictor, timed=True, tile_px=tile_px))
     arr = upscale_dask(cube.data, setup.predictor, margin_px=setup.halo_px, scale=setup.scale,
                        chunk_px=args.split_chunk_px, align=setup.align)  # fmt: skip
     data = _wrap(cube, arr, setup).to_dataset(name="sr").drop_encoding()
@@ -334,6 +343,7 @@ def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
         # repeats, interleaved, best of each: this shared VM loses 5-10 % of its CPU to steal
         # time, in bursts; the best run is the one least disturbed (all runs are recorded)
         runs: dict[str, list] = {"bare": [], "bare_b1": [], "e2e": [], "pipe": []}
+        by_tile: dict[int, list] = {t: [] for t in args.split_tiles or ()}
         _upscale_threads(name, args, warm, tmp / "split-warm.zarr", dtype)
         real_get_model = predictor_module.get_model
 
@@ -344,6 +354,9 @@ def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
             runs["bare"].append(bare_network(net, image, args.bare_tile, args.bare_batch))
             runs["bare_b1"].append(bare_network(net, image, args.bare_tile, 1))
             runs["e2e"].append(_upscale_threads(name, args, src, tmp / "split-out.zarr", dtype))
+            for t, tile_runs in by_tile.items():
+                out = tmp / "split-tile.zarr"
+                tile_runs.append(_upscale_threads(name, args, src, out, dtype, tile_px=t)[0])
             with mock.patch.object(predictor_module, "get_model", zero_cost):
                 for _ in range(PIPELINE_REPEATS):
                     runs["pipe"].append(
@@ -365,8 +378,18 @@ def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
     lengths = [min(chunk, size - a) + (p.halo_px if a == 0 else ring)
                + (p.halo_px if a + chunk >= size else ring) for a in starts]  # fmt: skip
     tile = p.tile_px or default_tile_px("cpu", setup.arch)
-    net_px = sum(network_px((ly, lx), tile, p.overlap_px, p.halo_px, setup.align)
-                 for ly in lengths for lx in lengths)  # fmt: skip
+
+    def net_px_of(tile: int) -> int:
+        return sum(network_px((ly, lx), tile, p.overlap_px, p.halo_px, setup.align)
+                   for ly in lengths for lx in lengths)  # fmt: skip
+
+    net_px = net_px_of(tile)
+    tiles = {str(t): {"end_to_end_mpx_s": [round(v, 4) for v in v_runs],
+                      "end_to_end_vs_bare": round(max(v_runs) / bare, 3),
+                      "end_to_end_vs_bare_median": round(float(np.median(v_runs)
+                                                               / np.median(runs["bare"])), 3),
+                      "network_px_per_output_px": round(net_px_of(t) / size**2, 3)}
+             for t, v_runs in by_tile.items()}  # fmt: skip
     return {
         "threads": 1, "bare_network_mpx_s": round(bare, 4), "bare_tile": args.bare_tile,
         "bare_batch": args.bare_batch, "bare_network_batch_1_mpx_s": round(bare_b1, 4),
@@ -387,7 +410,8 @@ def split(name: str, args, image: np.ndarray, tmp: Path, dtype: str) -> dict:
         "tile_px": tile, "batch_size": p.batch_size or default_batch_size("cpu"),
         "overlap_px": p.overlap_px, "chunk_px": chunk,
         "stages_s_end_to_end": e2e_stages, "stages_s_pipeline": pipe_stages,
-    } | ({} if compiled is None else {"compiled": compiled})  # fmt: skip
+    } | ({} if compiled is None else {"compiled": compiled}) | (
+        {"end_to_end_by_tile": tiles} if tiles else {})  # fmt: skip
 
 
 def targets(results: dict) -> dict:
@@ -675,6 +699,9 @@ def main() -> None:
     )
     parser.add_argument("--split-repeats", type=int, default=3,
                         help="repeats of the split's runs (the best is reported)")  # fmt: skip
+    parser.add_argument("--split-tiles", type=int, nargs="+", default=None,
+                        help="CPU sub-tile edges whose end-to-end runs the split adds, "
+                        "interleaved with its repeats")  # fmt: skip
     parser.add_argument("--split-image", choices=("real", "texture"), default="real",
                         help="image of the one-thread split: a real Sentinel-2 scene "
                         "($S2SCALE_SHARED_DATA) or the synthetic texture")  # fmt: skip
