@@ -154,7 +154,7 @@ class InferConfig:
     """Context per chunk side in 10 m pixels; default derived from the model's receptive field."""
     tile_px: int | None = None
     """Largest sub-tile edge in 10 m pixels; None: the device's default
-    (``s2scale.infer.tiling.TILE_PX``: 1536 on CUDA, 320 on the CPU; 1152 for Real-ESRGAN on
+    (``s2scale.infer.tiling.TILE_PX``: 1536 on CUDA, 320 on the CPU; 576 for Real-ESRGAN on
     the CPU, ``CPU_TILE_PX``)."""
     batch_size: int | None = None
     """Sub-tiles per forward pass; None: the device's default

@@ -116,15 +116,17 @@ per output pixel at 256 / 320 / 384 / 512 px with a 36 px overlap; 256 and 320 a
 noise of this machine, and 320 needs fewer tiles. Larger blocks are cut into the fewest tiles
 of at most this edge (:func:`fit_tile_px`). :data:`CPU_TILE_PX` overrides it per generator."""
 
-CPU_TILE_PX: dict[str, int] = {"realesrgan": 1152}
+CPU_TILE_PX: dict[str, int] = {"realesrgan": 576}
 """CPU tile edges, LR px, of the generators that do not run fastest on :data:`TILE_PX`'s.
 
 Real-ESRGAN's trunk runs at half the LR resolution (pixel-unshuffle), so its per-pixel speed
-barely changes with the tile edge (one thread, batch 1: 0.17-0.21 Mpx/s from 256 to 1,024 px
-with no trend, record ``throughput-20261207T055421``) while its 20 px network halo makes small
-tiles costly: a default unit's network input (1,064 px at the block edge) is 4 x 4 tiles of
-302 px at 320 px, 1.39 network px per output px, but one tile at 1,152 px, 1.08. The end-to-end
-ratio at this default is in ``benchmarks/README.md``."""
+falls little with the tile edge while its 20 px network halo makes small tiles costly: a
+default unit's network input (1,064 px at the block edge) is 4 x 4 tiles of 302 px at 320 px,
+1.39 network px per output px; 2 x 2 tiles of 556 px at 576 px, 1.18; one tile at 1,152 px,
+1.08, whose activations (about 85 MB per feature map) leave the cache. End to end on one thread,
+1,024 px of a real scene, three interleaved runs each (record ``throughput-20261207T132851``,
+``--models realesrgan --split-tiles 320 576 1152``), best / median 5 m output Mpx/s: 320 px
+0.175 / 0.167, 576 px 0.198 / 0.180, 1,152 px 0.173 / 0.155."""
 
 
 def default_tile_px(device_type: str, arch: str | None = None) -> int:
@@ -135,7 +137,7 @@ def default_tile_px(device_type: str, arch: str | None = None) -> int:
     Examples
     --------
     >>> default_tile_px("cuda"), default_tile_px("cpu"), default_tile_px("cpu", "realesrgan")
-    (1536, 320, 1152)
+    (1536, 320, 576)
     """
     if device_type != "cuda" and arch in CPU_TILE_PX:
         return CPU_TILE_PX[arch]
