@@ -181,16 +181,19 @@ def correlate(
     i1 = max(min((n - length + r) // stride + 1, n_out), i0)
     index = torch.from_numpy(np.pad(np.arange(n), (r, length - 1 - r), mode="symmetric"))
 
-    def run(src: torch.Tensor, into: torch.Tensor) -> None:
-        count = into.shape[dim]
-        if count == 0:
-            return
+    def accumulate(into: torch.Tensor, source: Callable[[int], torch.Tensor]) -> None:
+        """``into`` (+)= the sum over taps ``m`` of ``source(m) * w[:, m]`` (+ when ``out``)."""
         first = 0
         if out is None:
-            torch.mul(tap(src, 0, count), w[:, 0], out=into)
+            torch.mul(source(0), w[:, 0], out=into)
             first = 1
         for m in range(first, length):
-            into.addcmul_(tap(src, m, count), w[:, m])
+            into.addcmul_(source(m), w[:, m])
+
+    def run(src: torch.Tensor, into: torch.Tensor) -> None:
+        count = into.shape[dim]
+        if count:
+            accumulate(into, lambda m: tap(src, m, count))
 
     def taps(src: torch.Tensor, into: torch.Tensor, band: int = 0) -> None:
         """All outputs of ``src`` into ``into``; the inner ones in bands of ``band`` (0: one)."""
@@ -225,13 +228,8 @@ def correlate(
         xp = _symmetric_pad(x.narrow(other, a, size), r, length - 1 - r, dim)
         phases = [xp.narrow(dim, p, xp.shape[dim] - p)[..., ::stride].contiguous()
                   for p in range(min(stride, length))]  # fmt: skip
-        into = dst.narrow(other, a, size)
-        for m in range(length):
-            src = phases[m % stride].narrow(dim, m // stride, n_out)
-            if m == 0 and out is None:
-                torch.mul(src, w[:, 0], out=into)
-            else:
-                into.addcmul_(src, w[:, m])
+        accumulate(dst.narrow(other, a, size),
+                   lambda m, ph=phases: ph[m % stride].narrow(dim, m // stride, n_out))  # fmt: skip
     return dst
 
 
